@@ -1,0 +1,239 @@
+"""Typed, documented configuration: one pydantic model per section, YAML recipes, dotted overrides.
+
+Every field has a default and a one-line description; `lmforge config show` prints them. Unknown keys
+and bad values are `ConfigError`s naming the field. The defaults are the main job: a small GPT on the
+built-in corpus that trains in a few minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lmforge.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    path: str | None = Field(None, description="corpus: a file, a folder or a glob (.txt/.jsonl/.csv/.tsv/.parquet, optionally .gz); empty = the built-in Python-docs corpus")
+    format: Literal["auto", "txt", "jsonl", "csv", "tsv", "parquet"] = Field("auto", description="input format; auto = from each file's extension")
+    field: str = Field("text", description="the jsonl field or csv/tsv/parquet column that holds the text")
+    txt_documents: Literal["file", "line", "blank_line"] = Field("file", description="how a .txt file splits into documents: the whole file, each line, or paragraphs separated by blank lines")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="the last fraction of the token stream held out for validation")
+    prepared_dir: str | None = Field(None, description="where token shards are written; empty = prepared/<hash of data and tokenizer settings>")
+    shard_tokens: int = Field(2**26, ge=1024, description="tokens per shard file")
+    encode_batch_bytes: int = Field(1 << 22, ge=1024, description="text encoded per batch on all cores (bounds memory while preparing)")
+
+
+class TokenizerConfig(Section):
+    kind: Literal["char", "word", "bpe", "wordpiece", "unigram"] = Field("bpe", description="character, word, or a trained subword model (byte-level BPE, WordPiece, Unigram)")
+    vocab_size: int = Field(2048, ge=16, description="target vocabulary size for word and subword tokenizers (char uses every character seen)")
+    min_frequency: int = Field(2, ge=1, description="a word or merge must occur this often to enter the vocabulary")
+    lowercase: bool = Field(False, description="lowercase text before tokenizing")
+    eod: bool = Field(True, description="append an end-of-document token <|endoftext|> after every document")
+    path: str | None = Field(None, description="use this existing tokenizer.json instead of training one")
+    train_max_bytes: int = Field(200_000_000, ge=1, description="train the tokenizer on at most this many bytes from the start of the corpus")
+
+
+class ModelConfig(Section):
+    arch: Literal["gpt"] = Field("gpt", description="model family")
+    n_layer: int = Field(4, ge=1, description="transformer blocks")
+    n_head: int = Field(4, ge=1, description="attention heads per block")
+    n_embd: int = Field(128, ge=1, description="embedding width")
+    block_size: int = Field(128, ge=1, description="context length in tokens")
+    vocab_size: int | None = Field(None, ge=1, description="vocabulary size; empty = taken from the tokenizer")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on embeddings, attention and residual branches")
+    bias: bool = Field(False, description="biases in linear layers and LayerNorm")
+    norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="normalisation layer")
+    pos: Literal["learned", "rotary"] = Field("learned", description="learned absolute position embeddings or rotary embeddings")
+    rope_base: float = Field(10000.0, gt=0, description="rotary embedding base frequency")
+    mlp: Literal["gelu", "relu2", "swiglu"] = Field("gelu", description="MLP activation: GELU, squared ReLU, or SwiGLU")
+    mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width as a multiple of n_embd (SwiGLU uses 2/3 of it per branch)")
+    tie_embeddings: bool = Field(True, description="share the token embedding with the output head")
+    init_std: float = Field(0.02, gt=0, description="std of the normal weight init; residual projections get init_std/sqrt(2*n_layer)")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ModelConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.pos == "rotary" and (self.n_embd // self.n_head) % 2:
+            raise ValueError("rotary positions need an even head size (n_embd / n_head)")
+        return self
+
+
+class OptimizerConfig(Section):
+    name: Literal["adamw"] = Field("adamw", description="optimizer")
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
+    weight_decay: float = Field(0.1, ge=0, description="decoupled weight decay on 2-D weights (not biases, norms or gains)")
+    l1: float = Field(0.0, ge=0, description="explicit L1 penalty coefficient added to the loss (weights only)")
+    l2: float = Field(0.0, ge=0, description="explicit L2 penalty coefficient added to the loss (weights only)")
+    impl: Literal["auto", "fused", "foreach", "plain"] = Field("auto", description="optimizer kernel: fused where available, else foreach")
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular"] = Field("cosine", description="learning-rate schedule")
+    warmup_steps: int = Field(100, ge=0, description="linear warmup steps (constant, cosine, linear, inverse_sqrt)")
+    warmup_fraction: float = Field(0.1, gt=0, lt=1, description="fraction of decay_steps spent rising (onecycle, slanted_triangular)")
+    min_lr: float = Field(1e-4, ge=0, description="learning rate at the end of the decay")
+    decay_steps: int | None = Field(None, ge=1, description="steps over which the rate decays; empty = train.max_steps")
+    stlr_ratio: float = Field(32.0, ge=1, description="slanted triangular: how much smaller the lowest rate is than the peak")
+    onecycle_div: float = Field(25.0, ge=1, description="onecycle: the starting rate is lr / onecycle_div")
+
+
+class TrainConfig(Section):
+    max_steps: int = Field(1500, ge=1, description="optimizer steps")
+    micro_batch_size: int = Field(16, ge=1, description="sequences per forward pass per process")
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (global batch = micro_batch_size x grad_accum_steps x world size)")
+    grad_clip: float = Field(1.0, ge=0, description="clip the global gradient norm to this; 0 = off")
+    seed: int = Field(1337, description="seeds model init, batch sampling and dropout")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto = bf16 autocast on CUDA, float32 on CPU")
+    compile: bool = Field(False, description="torch.compile the model")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; empty = torch's default")
+    eval_interval: int = Field(250, ge=1, description="evaluate on the validation split every this many steps (and at the end)")
+    eval_max_windows: int | None = Field(None, ge=1, description="cap on validation windows per evaluation; empty = the whole validation split")
+    eval_batch_size: int = Field(64, ge=1, description="windows per evaluation forward pass")
+    log_interval: int = Field(10, ge=1, description="write a metrics line every this many steps")
+    checkpoint_interval: int | None = Field(None, ge=1, description="save a checkpoint every this many steps; empty = at every evaluation")
+    keep_last: int = Field(2, ge=1, description="checkpoints to keep besides the best one")
+    early_stopping_patience: int | None = Field(None, ge=1, description="stop after this many evaluations without a lower validation loss; empty = never")
+    time_budget_s: float | None = Field(None, gt=0, description="stop (with a final evaluation and checkpoint) after this much wall time")
+    tensorboard: bool = Field(True, description="write TensorBoard events to the run directory")
+    peak_flops: float = Field(989e12, gt=0, description="accelerator peak FLOP/s for MFU (H100 dense bf16)")
+
+
+class EvalConfig(Section):
+    batch_size: int = Field(32, ge=1, description="windows per forward pass in lmforge eval")
+
+
+class SampleConfig(Section):
+    prompt: str = Field("", description="text that generated samples continue (empty = start of a document)")
+    num_samples: int = Field(2, ge=0, description="samples written to samples.txt after training")
+    max_new_tokens: int = Field(200, ge=1, description="tokens per sample")
+    temperature: float = Field(0.8, ge=0, description="softmax temperature; 0 = greedy")
+    top_k: int | None = Field(200, ge=1, description="sample from the k most likely tokens; empty = all")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: the smallest set of tokens with this much probability")
+
+
+class Config(Section):
+    name: str = Field("default", description="run name: the run directory is runs/<name> unless --run-dir is given")
+    data: DataConfig = Field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+
+    def data_key(self) -> str:
+        """Hash of everything that decides the prepared token shards (not the model or training)."""
+        payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes"}),
+                   "tokenizer": self.tokenizer.model_dump()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {k} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """`["model.n_layer=6", "data.path=a.txt"]` -> nested dict; values are parsed as YAML scalars."""
+    tree: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML recipe (or the defaults), apply `key.sub=value` overrides, validate."""
+    tree: dict = {}
+    source = "defaults"
+    if recipe is not None:
+        path = Path(recipe)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: recipe not found")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} invalid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of sections")
+        tree.setdefault("name", path.stem)
+    if overrides:
+        tree = _merge(tree, parse_overrides(overrides))
+        source += " + overrides"
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, source)) from None
+
+
+def describe(config: BaseModel, indent: int = 0) -> str:
+    """YAML of the resolved config with each field's description as a comment."""
+    lines = []
+    pad = "  " * indent
+    for name, info in type(config).model_fields.items():
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:")
+            lines.append(describe(value, indent + 1))
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        rendered = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        rendered = rendered.removesuffix("\n...").removesuffix("...").strip()
+        comment = f"  # {info.description}" if info.description else ""
+        lines.append(f"{pad}{name}: {rendered}{comment}")
+    return "\n".join(lines)
+
+
+def save_config(config: Config, path: Path) -> None:
+    from lmforge.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Training: the one loop every model family uses, and the components it composes."""

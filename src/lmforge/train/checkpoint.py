@@ -1,0 +1,157 @@
+"""Checkpoints in the run directory: checkpoints/step-N/{model.safetensors, optimizer.pt, state.json}.
+
+Each checkpoint directory is written under a temporary name and renamed when complete, so a killed run
+never leaves one that looks whole. state.json holds the step, validation loss, RNG states and the data
+loader's position: everything `--resume` needs to continue bit for bit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from lmforge.errors import CheckpointError
+from lmforge.io import atomic_dir
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.cpu().numpy().tobytes()).decode()
+
+
+def _unb64(s: str) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(base64.b64decode(s), dtype=np.uint8).copy())
+
+
+def capture_rng() -> dict:
+    # batch sampling has its own generator (in the loader state); the global one drives dropout and init
+    state = {"torch": _b64(torch.get_rng_state())}
+    if torch.cuda.is_available():
+        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(_unb64(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def _val_loss(ckpt: Path) -> float | None:
+    try:
+        return json.loads((ckpt / "state.json").read_text())["val_loss"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    scored = [(loss, step, p) for step, p in list_checkpoints(run_dir) if (loss := _val_loss(p)) is not None]
+    return min(scored)[2] if scored else None
+
+
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict, keep_last: int) -> Path:
+    """Write checkpoints/step-N atomically, then prune all but the last `keep_last` and the best."""
+    target = Path(run_dir) / "checkpoints" / f"step-{step}"
+    with atomic_dir(target) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))  # drops tied duplicates (safetensors forbids shared storage)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    keep = {p for _, p in list_checkpoints(run_dir)[-keep_last:]}
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        keep.add(best)
+    for _, p in list_checkpoints(run_dir):
+        if p not in keep:
+            shutil.rmtree(p)
+    return target
+
+
+def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
+    """`last`, `best` or `step-N` -> that checkpoint directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml)")
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        raise CheckpointError(f"{run_dir}: run has no checkpoints yet")
+    if which == "last":
+        return ckpts[-1][1]
+    if which == "best":
+        best = best_checkpoint(run_dir)
+        if best is None:
+            raise CheckpointError(f"{run_dir}: no checkpoint has a validation loss")
+        return best
+    for _, p in ckpts:
+        if p.name == which:
+            return p
+    raise CheckpointError(f"{run_dir}: no checkpoint {which!r} (have {', '.join(p.name for _, p in ckpts)})")
+
+
+def load_weights(model: nn.Module, ckpt: Path, device: torch.device | str = "cpu") -> None:
+    path = Path(ckpt) / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt}: checkpoint has no model.safetensors")
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
+    except (SafetensorError, RuntimeError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit this model "
+                              f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+
+
+def load_training_state(ckpt: Path, optimizer: torch.optim.Optimizer) -> dict:
+    try:
+        state = json.loads((Path(ckpt) / "state.json").read_text())
+        optimizer.load_state_dict(torch.load(Path(ckpt) / "optimizer.pt", weights_only=True))
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{ckpt}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
+    return state
+
+
+@dataclass
+class Run:
+    """A trained model loaded from a run directory, ready for eval, generation or export."""
+
+    run_dir: Path
+    config: "Config"  # noqa: F821
+    tokenizer: "Tokenizer"  # noqa: F821
+    model: nn.Module
+    checkpoint: Path
+    step: int
+
+
+def load_run(run_dir: str | Path, which: str = "last", device: str | torch.device = "cpu") -> Run:
+    from lmforge.config import load_config
+    from lmforge.models import build_model
+    from lmforge.tokenizer import Tokenizer
+
+    run_dir = Path(run_dir)
+    ckpt = resolve_checkpoint(run_dir, which)
+    config = load_config(run_dir / "config.yaml")
+    tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
+    model = build_model(config.model).to(device)
+    load_weights(model, ckpt, device)
+    model.eval()
+    step = json.loads((ckpt / "state.json").read_text()).get("step", 0) if (ckpt / "state.json").is_file() else 0
+    return Run(run_dir, config, tokenizer, model, ckpt, step)

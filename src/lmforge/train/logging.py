@@ -1,0 +1,58 @@
+"""Where training progress goes: metrics.jsonl, TensorBoard events and a progress bar (rank 0 only)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int, enabled: bool,
+                 tensorboard: bool, progress: bool):
+        self.enabled = enabled
+        self.metrics = None
+        self.writer = None
+        self.bar = None
+        if not enabled:
+            return
+        self.metrics = open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imported lazily: it pulls in tensorboard
+
+            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, unit="step",
+                        dynamic_ncols=True, leave=True)
+
+    def log(self, step: int, **values) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "time": round(time.time(), 3), **values}
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, step)
+
+    def advance(self, loss: float | None = None, tokens_per_s: float | None = None) -> None:
+        """One step done; loss and throughput refresh the bar only on logging steps (they cost a sync)."""
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+
+    def write(self, message: str) -> None:
+        if self.enabled:
+            (self.bar.write if self.bar is not None else print)(message)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self.bar.close()
+        self.metrics.close()
+        if self.writer is not None:
+            self.writer.close()

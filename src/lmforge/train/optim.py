@@ -1,0 +1,42 @@
+"""Optimizer construction and explicit L1/L2 penalties.
+
+Weights (tensors with 2+ dimensions: linear and embedding matrices) decay; biases and norm gains don't.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lmforge.config import OptimizerConfig
+
+
+def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [p for p in params if p.dim() >= 2], [p for p in params if p.dim() < 2]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+    decay, no_decay = decay_split(model)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    impl = cfg.impl
+    if impl == "auto":
+        # fused AdamW has CPU and CUDA kernels in torch >= 2.4; it is the fastest of the three on both
+        impl = "fused" if device.type in ("cpu", "cuda") else "foreach"
+    kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+
+
+def penalty(model: nn.Module, cfg: OptimizerConfig) -> torch.Tensor | None:
+    """l1 * sum|w| + l2/2 * sum w^2 over the decayed weights (so L2's gradient is l2 * w), or None."""
+    if not cfg.l1 and not cfg.l2:
+        return None
+    weights, _ = decay_split(model)
+    total = torch.zeros((), device=weights[0].device)
+    for w in weights:
+        if cfg.l1:
+            total = total + cfg.l1 * w.abs().sum()
+        if cfg.l2:
+            total = total + 0.5 * cfg.l2 * w.pow(2).sum()
+    return total

@@ -1,0 +1,50 @@
+"""Learning-rate schedules as pure functions of the step: nothing to checkpoint, resume is exact."""
+
+from __future__ import annotations
+
+import math
+
+from lmforge.config import ScheduleConfig
+
+
+def lr_at(step: int, lr: float, cfg: ScheduleConfig, max_steps: int) -> float:
+    """The learning rate for optimizer step `step` (0-based)."""
+    total = cfg.decay_steps or max_steps
+    if cfg.name == "onecycle":
+        return _onecycle(step, lr, cfg, total)
+    if cfg.name == "slanted_triangular":
+        return _slanted_triangular(step, lr, cfg, total)
+    warmup = cfg.warmup_steps
+    if step < warmup:
+        # nanoGPT's warmup: (step+1)/(warmup+1), so step 0 already moves
+        return lr * (step + 1) / (warmup + 1)
+    if cfg.name == "constant":
+        return lr
+    if cfg.name == "inverse_sqrt":
+        return max(cfg.min_lr, lr * math.sqrt(max(warmup, 1) / max(step, 1)))
+    if step >= total:
+        return cfg.min_lr
+    progress = (step - warmup) / max(total - warmup, 1)
+    if cfg.name == "cosine":
+        return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - cfg.min_lr)
+    if cfg.name == "linear":
+        return lr + progress * (cfg.min_lr - lr)
+    raise ValueError(f"schedule.name: unknown schedule {cfg.name}")
+
+
+def _onecycle(step: int, lr: float, cfg: ScheduleConfig, total: int) -> float:
+    """Cosine up from lr/onecycle_div to lr, then cosine down to min_lr (torch's OneCycleLR shape)."""
+    rise = max(int(total * cfg.warmup_fraction), 1)
+    start = lr / cfg.onecycle_div
+    if step < rise:
+        return start + 0.5 * (1.0 - math.cos(math.pi * step / rise)) * (lr - start)
+    progress = min((step - rise) / max(total - rise, 1), 1.0)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - cfg.min_lr)
+
+
+def _slanted_triangular(step: int, lr: float, cfg: ScheduleConfig, total: int) -> float:
+    """ULMFiT's slanted triangular rate (Howard & Ruder 2018, eq. 3): short linear rise, long linear decay."""
+    cut = max(math.floor(total * cfg.warmup_fraction), 1)
+    t = min(step, total)
+    p = t / cut if t < cut else 1.0 - (t - cut) / max(cut * (1.0 / cfg.warmup_fraction - 1.0), 1)
+    return lr * (1.0 + max(p, 0.0) * (cfg.stlr_ratio - 1.0)) / cfg.stlr_ratio

@@ -1,0 +1,232 @@
+"""The training loop every model family uses: one process or many under torchrun, CPU or GPU.
+
+A step is `grad_accum_steps` micro-batches on every rank. The loss of a step is the mean cross-entropy
+over all target tokens of the global batch, so k micro-batches give the same gradient as one batch k
+times larger, and N ranks the same as one process with an N-times larger batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lmforge.config import Config, save_config
+from lmforge.data.loader import RandomWindows
+from lmforge.data.shards import ensure_prepared, load_prepared
+from lmforge.errors import CheckpointError, ConfigError, DataError
+from lmforge.eval.lm import sum_loss
+from lmforge.generate import sample_texts
+from lmforge.io import atomic_write_text
+from lmforge.models import build_model
+from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_training_state, load_weights,
+                                      restore_rng, save_checkpoint)
+from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
+from lmforge.train.logging import RunLogger
+from lmforge.train.optim import build_optimizer, penalty
+from lmforge.train.schedules import lr_at
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    val_loss: float | None
+    best_val_loss: float | None
+    tokens_per_s: float
+    elapsed_s: float
+    samples: list[str] = field(default_factory=list)
+
+
+def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train `cfg` into `run_dir` (default runs/<name>); with resume, continue its last checkpoint."""
+    d = init_distributed(cfg.train.device)
+    try:
+        return _train(cfg, Path(run_dir or Path("runs") / cfg.name), d, resume, overwrite, progress)
+    finally:
+        shutdown(d)
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, d: Dist) -> None:
+    if resume:
+        if not list_checkpoints(run_dir):
+            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints)")
+        return
+    if list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists():
+        if not overwrite:
+            raise CheckpointError(f"{run_dir}: run directory already holds a run; "
+                                  "use --resume to continue it or --overwrite to start again")
+        if d.is_main:
+            shutil.rmtree(run_dir)
+    barrier(d)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
+    dtype = cfg.train.dtype
+    if dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
+    started = time.perf_counter()
+    tc = cfg.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    _prepare_run_dir(run_dir, resume, overwrite, d)
+
+    # rank 0 prepares the shards; the others wait and then reuse them
+    if d.is_main:
+        ensure_prepared(cfg, progress=progress)
+    barrier(d)
+    data = load_prepared(ensure_prepared(cfg, progress=False))
+    tokenizer = data.tokenizer
+    if cfg.model.vocab_size is None:
+        cfg = cfg.model_copy(deep=True)
+        cfg.model.vocab_size = tokenizer.vocab_size
+    elif cfg.model.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the tokenizer's "
+                          f"{tokenizer.vocab_size}")
+    val = data.split("val")
+    if sum(len(s) for s in val) < 2:
+        raise DataError(f"{data.path}: validation split has fewer than 2 tokens; raise data.val_fraction")
+
+    torch.manual_seed(tc.seed)
+    raw_model = build_model(cfg.model).to(d.device)
+    optimizer = build_optimizer(raw_model, cfg.optimizer, d.device)
+    loader = RandomWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size,
+                           seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
+    torch.manual_seed(tc.seed + d.rank)  # dropout masks differ between ranks
+
+    step, best, evals_since_best, elapsed_before = 0, None, 0, 0.0
+    if resume:
+        ckpt = list_checkpoints(run_dir)[-1][1]
+        load_weights(raw_model, ckpt, d.device)
+        state = load_training_state(ckpt, optimizer)
+        loader.load_state_dict(state["loader"][d.rank] if d.world_size > 1 else state["loader"][0])
+        restore_rng(state["rng"][d.rank] if d.world_size > 1 else state["rng"][0])
+        step, best = state["step"], state.get("best_val_loss")
+        evals_since_best, elapsed_before = state.get("evals_since_best", 0), state.get("elapsed_s", 0.0)
+    elif d.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        tokenizer.save(run_dir / "tokenizer.json")
+
+    model: nn.Module = raw_model
+    if tc.compile:
+        model = torch.compile(model)
+    if d.enabled:
+        model = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    autocast = _autocast(cfg, d.device)
+    log = RunLogger(run_dir, tc.max_steps, step, d.is_main, tc.tensorboard, progress)
+    tokens_per_step = tc.micro_batch_size * tc.grad_accum_steps * d.world_size * cfg.model.block_size
+    flops_per_token = raw_model.flops_per_token() if hasattr(raw_model, "flops_per_token") else None
+
+    def evaluate() -> float:
+        loss_sum, count = sum_loss(model, val, cfg.model.block_size, tc.eval_batch_size, d.device, autocast,
+                                   tc.eval_max_windows, d.rank, d.world_size)
+        totals = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device), d)
+        return (totals[0] / totals[1]).item()
+
+    def checkpoint(val_loss: float | None) -> None:
+        # every rank's loader and RNG state is gathered so a DDP run resumes exactly too
+        per_rank = [{"loader": loader.state_dict(), "rng": capture_rng()}]
+        if d.enabled:
+            gathered: list = [None] * d.world_size
+            torch.distributed.all_gather_object(gathered, per_rank[0])
+            per_rank = gathered
+        if d.is_main:
+            save_checkpoint(run_dir, step, raw_model, optimizer, {
+                "val_loss": val_loss, "best_val_loss": best, "evals_since_best": evals_since_best,
+                "elapsed_s": elapsed_before + time.perf_counter() - started,
+                "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
+            }, tc.keep_last)
+        barrier(d)
+
+    val_loss = None
+    window_start, window_steps = time.perf_counter(), 0
+    tokens_per_s = 0.0
+    stop = False
+    model.train()
+    while step < tc.max_steps and not stop:
+        lr = lr_at(step, cfg.optimizer.lr, cfg.schedule, tc.max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+
+        batches = [loader.next_batch() for _ in range(tc.grad_accum_steps)]
+        local_tokens = sum(y.numel() for _, y in batches)
+        n_tokens = all_reduce_sum(torch.tensor(local_tokens, dtype=torch.float64, device=d.device), d).item()
+        step_loss = torch.zeros((), device=d.device)
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or not d.enabled else model.no_sync()
+            with sync:
+                with autocast:
+                    logits, _ = model(x)
+                ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+                # DDP averages gradients over ranks, so scale by world size to get the global token mean
+                loss = ce * (d.world_size / n_tokens)
+                if last and (extra := penalty(raw_model, cfg.optimizer)) is not None:
+                    loss = loss + extra
+                loss.backward()
+            step_loss += ce.detach()
+        grad_norm = (torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc.grad_clip)
+                     if tc.grad_clip > 0 else None)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window_steps += 1
+
+        if step % tc.log_interval == 0 or step == tc.max_steps:
+            now = time.perf_counter()
+            tokens_per_s = tokens_per_step * window_steps / (now - window_start)
+            loss_value = step_loss.item() / local_tokens
+            record = {"loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
+            if grad_norm is not None:
+                record["grad_norm"] = grad_norm.item()
+            if flops_per_token and d.device.type == "cuda":
+                record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
+            log.log(step, **record)
+            log.advance(loss_value, tokens_per_s)
+            window_start, window_steps = time.perf_counter(), 0
+        else:
+            log.advance()
+
+        out_of_time = tc.time_budget_s is not None and time.perf_counter() - started + elapsed_before >= tc.time_budget_s
+        final = step == tc.max_steps or out_of_time
+        if step % tc.eval_interval == 0 or final:
+            val_loss = evaluate()
+            if best is None or val_loss < best:
+                best, evals_since_best = val_loss, 0
+            else:
+                evals_since_best += 1
+            log.log(step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 700.0)))
+            log.write(f"step {step}: val loss {val_loss:.4f}")
+            stopped_early = tc.early_stopping_patience is not None and evals_since_best >= tc.early_stopping_patience
+            if stopped_early:
+                log.write(f"early stopping: no better validation loss in {evals_since_best} evaluations")
+            stop = final or stopped_early
+            if tc.checkpoint_interval is None or stop:
+                checkpoint(val_loss)
+            window_start = time.perf_counter()  # evaluation time is not training throughput
+        if tc.checkpoint_interval is not None and step % tc.checkpoint_interval == 0 and not stop:
+            checkpoint(val_loss if step % tc.eval_interval == 0 else None)
+
+    samples: list[str] = []
+    if d.is_main and cfg.sample.num_samples:
+        samples = sample_texts(raw_model, tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
+        atomic_write_text(run_dir / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
+    log.close()
+    return TrainResult(run_dir, step, val_loss, best, tokens_per_s,
+                       elapsed_before + time.perf_counter() - started, samples)
