@@ -56,20 +56,13 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
         shutdown(d)
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, d: Dist) -> None:
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not list_checkpoints(run_dir):
             raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints)")
-        return
-    if list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists():
-        if not overwrite:
-            raise CheckpointError(f"{run_dir}: run directory already holds a run; "
-                                  "use --resume to continue it or --overwrite to start again")
-        if d.is_main:
-            shutil.rmtree(run_dir)
-    barrier(d)
-    if d.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    elif (list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists()) and not overwrite:
+        raise CheckpointError(f"{run_dir}: run directory already holds a run; "
+                              "use --resume to continue it or --overwrite to start again")
 
 
 def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
@@ -84,7 +77,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    _prepare_run_dir(run_dir, resume, overwrite, d)
+    _check_run_dir(run_dir, resume, overwrite)
 
     # rank 0 prepares the shards; the others wait and then reuse them
     if d.is_main:
@@ -119,8 +112,13 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         step, best = state["step"], state.get("best_val_loss")
         evals_since_best, elapsed_before = state.get("evals_since_best", 0), state.get("elapsed_s", 0.0)
     elif d.is_main:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         tokenizer.save(run_dir / "tokenizer.json")
+
+    barrier(d)  # the run directory exists before any rank writes to it
 
     model: nn.Module = raw_model
     if tc.compile:
@@ -207,7 +205,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         final = step == tc.max_steps or out_of_time
         if step % tc.eval_interval == 0 or final:
             val_loss = evaluate()
-            if best is None or val_loss < best:
+            if best is None or val_loss < best - tc.early_stopping_min_delta:
                 best, evals_since_best = val_loss, 0
             else:
                 evals_since_best += 1

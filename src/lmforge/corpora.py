@@ -1,0 +1,355 @@
+"""Read a corpus in any supported format as a stream of bounded text pieces.
+
+`iter_pieces(cfg)` yields `(piece, ends_document)`: a document arrives as one or more pieces of at most
+`max_chars` characters (1 Mi by default), so a 100 MB single line never sits in memory whole. A long
+document is cut after a newline or before a space near the limit, where subword tokenizers split anyway.
+
+Formats (from the extension, `.gz` of any allowed, or forced with `data.format`): `.txt` (a document is
+the whole file, each line, or each blank-line-separated paragraph: `data.txt_documents`), `.jsonl` and
+`.csv`/`.tsv`/`.parquet` (the `data.field` value or column of each record). Undecodable bytes become
+U+FFFD and are counted, never fatal; whitespace-only documents are skipped and counted.
+
+The built-in default corpus (`data.path` empty) needs no download: the pydoc topics that Python's `help()`
+shows (`pydoc_data.topics`), then every module, class and function docstring of at least 200 characters in
+the standard library's `.py` files (parsed with `ast`, never imported; tests, idlelib, lib2to3,
+ensurepip, turtledemo and site-packages skipped; duplicates dropped), in sorted path order. About 1.7 MB
+of English on CPython 3.11; it differs a little between Python versions, so its source is named after
+the version.
+"""
+
+from __future__ import annotations
+
+import ast
+import codecs
+import csv
+import functools
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import sysconfig
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from lmforge.config import DataConfig
+from lmforge.errors import DataError
+
+PIECE_CHARS = 1 << 20
+FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
+           ".parquet": "parquet"}
+DEFAULT_SOURCE = f"builtin:python-{platform.python_version()}-docs"
+_KNOWN = "/".join(FORMATS)
+
+
+@dataclass
+class ReadStats:
+    """What reading a corpus found; `sources` gets one entry per source once it is read to the end."""
+
+    files: int = 0
+    documents: int = 0
+    empty_documents: int = 0
+    bytes_read: int = 0
+    replaced_chars: int = 0
+    sources: list[dict] = field(default_factory=list)
+
+
+# Undecodable bytes are replaced like errors="replace" does, and counted. The count is per thread and
+# only grows, so a reader adds the difference across each of its own read calls.
+_replaced = threading.local()
+
+
+def _replace_and_count(err: UnicodeError) -> tuple[str, int]:
+    _replaced.n = getattr(_replaced, "n", 0) + 1
+    return "\ufffd", err.end  # type: ignore[attr-defined]
+
+
+codecs.register_error("lmforge.replace", _replace_and_count)
+
+
+def _reads(read: Callable[[int], str], size: int, stats: ReadStats) -> Iterator[str]:
+    """Call `read(size)` until it returns "", counting the characters that had to be replaced."""
+    while True:
+        before = getattr(_replaced, "n", 0)
+        text = read(size)
+        stats.replaced_chars += getattr(_replaced, "n", 0) - before
+        if not text:
+            return
+        yield text
+
+
+class _Hashed(io.RawIOBase):
+    """A raw file that hashes and counts the bytes as they are read (one pass, no second read)."""
+
+    def __init__(self, f: BinaryIO, stats: ReadStats):
+        self.f, self.stats = f, stats
+        self.sha = hashlib.sha256()
+        self.nbytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = self.f.readinto(b)  # type: ignore[attr-defined]
+        self.sha.update(memoryview(b)[:n])
+        self.nbytes += n
+        self.stats.bytes_read += n
+        return n
+
+
+def format_of(path: Path) -> str | None:
+    """The format a file's extension names (`.gz` looked through), or None."""
+    name = path.name.lower().removesuffix(".gz")
+    return FORMATS.get(os.path.splitext(name)[1])
+
+
+def list_sources(path: str) -> list[Path]:
+    """The files of a corpus: one file, every known-format file under a folder, or a glob's matches."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        # hidden files and folders (.git, editors' temp files) are never corpus text
+        files = sorted(f for f in p.rglob("*") if f.is_file() and format_of(f)
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        if not files:
+            raise DataError(f"{path}: no {_KNOWN} files found (optionally .gz)")
+        return files
+    if glob.has_magic(path):
+        files = sorted(Path(f) for f in glob.glob(os.path.expanduser(path), recursive=True) if Path(f).is_file())
+        if not files:
+            raise DataError(f"{path}: no files match")
+        return files
+    raise DataError(f"{path}: no such file")
+
+
+def _cut(text: str, lo: int, hi: int) -> int:
+    """Where a piece of text[lo:] that must end by `hi` ends: after a newline, else before a space, in
+    the window's second half; else at `hi`."""
+    mid = lo + (hi - lo) // 2
+    i = text.rfind("\n", mid, hi)
+    if i >= 0:
+        return i + 1
+    i = max(text.rfind(c, mid + 1, hi) for c in " \t")
+    return i if i >= 0 else hi
+
+
+def _pieces(chunks: Iterable[tuple[str, bool]], max_chars: int, stats: ReadStats) -> Iterator[tuple[str, bool]]:
+    """Turn (text, ends_document) chunks of any size into pieces of at most max_chars characters."""
+    parts: list[str] = []
+    size, started = 0, False  # started: a piece of the current document was already yielded
+    for chunk, end in chunks:
+        if chunk:
+            parts.append(chunk)
+            size += len(chunk)
+        if size > max_chars:
+            buf, start = "".join(parts), 0
+            while len(buf) - start > max_chars:
+                cut = _cut(buf, start, start + max_chars)
+                yield buf[start:cut], False
+                start, started = cut, True
+            parts, size = [buf[start:]], len(buf) - start
+        if end:
+            text = "".join(parts)
+            if started or (text and not text.isspace()):
+                stats.documents += 1
+                yield text, True
+            else:
+                stats.empty_documents += 1
+            parts, size, started = [], 0, False
+
+
+def _txt_chunks(f: io.TextIOBase, mode: str, max_chars: int, stats: ReadStats) -> Iterator[tuple[str, bool]]:
+    if mode == "file":
+        for text in _reads(f.read, max_chars, stats):
+            yield text, False
+        yield "", True
+        return
+    # readline(max_chars) hands a long line over in parts; a part ending in "\n" ends its line
+    open_doc, line_start = False, True
+    for part in _reads(f.readline, max_chars, stats):
+        ends_line = part.endswith("\n")
+        if mode == "line":
+            yield part, ends_line
+            open_doc = not ends_line
+        elif line_start and ends_line and part.isspace():  # a blank line ends a paragraph
+            if open_doc:
+                yield "", True
+            open_doc = False
+        else:
+            yield part, False
+            open_doc = True
+        line_start = ends_line
+    if open_doc:
+        yield "", True
+
+
+def _text_of(value: object, where: str, name: str) -> str:
+    if value is None:
+        return ""  # a null field is an empty document, as in parquet
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {name!r} holds {type(value).__name__}, not a string")
+    return value
+
+
+def _jsonl_chunks(f: io.TextIOBase, path: Path, name: str, stats: ReadStats) -> Iterator[tuple[str, bool]]:
+    for n, line in enumerate(_reads(f.readline, -1, stats), 1):
+        if line.isspace():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path} line {n}: expected a JSON object, got a {type(record).__name__}")
+        if name not in record:
+            raise DataError(f"{path} line {n}: no field {name!r} (fields: {', '.join(record) or 'none'})")
+        yield _text_of(record[name], f"{path} line {n}", name), True
+
+
+def _csv_chunks(f: io.TextIOBase, path: Path, name: str, delimiter: str,
+                stats: ReadStats) -> Iterator[tuple[str, bool]]:
+    # TSV files (GLUE and friends) do not quote: a field may start with '"'
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default 128 KiB rejects long documents
+    reader = csv.reader(_reads(f.readline, -1, stats), delimiter=delimiter, quoting=quoting)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        if name not in header:
+            raise DataError(f"{path}: no column {name!r} (columns: {', '.join(header)})")
+        col = header.index(name)
+        for row in reader:
+            if not row:
+                continue
+            if col >= len(row):
+                raise DataError(f"{path} line {reader.line_num}: {len(row)} columns, no value for {name!r}")
+            yield row[col], True
+    except csv.Error as e:
+        raise DataError(f"{path} line {reader.line_num}: {e}") from None
+
+
+def _parquet_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, bool]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(f)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable parquet file ({e})") from None
+    columns = pf.schema_arrow.names
+    if name not in columns:
+        raise DataError(f"{path}: no column {name!r} (columns: {', '.join(columns)})")
+    kind = pf.schema_arrow.field(name).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise DataError(f"{path}: column {name!r} holds {kind}, not strings")
+    # row-group-sized batches bound memory; a batch's strings come out as Python str one at a time
+    for batch in pf.iter_batches(batch_size=1024, columns=[name]):
+        for value in batch.column(0).to_pylist():
+            yield value or "", True
+
+
+def _file_chunks(path: Path, cfg: DataConfig, max_chars: int, stats: ReadStats) -> Iterator[tuple[str, bool]]:
+    fmt = cfg.format if cfg.format != "auto" else (format_of(path) or "txt")
+    gz = path.name.lower().endswith(".gz")
+    mtime_ns = path.stat().st_mtime_ns
+    with open(path, "rb", buffering=0) as raw:
+        hashed = _Hashed(raw, stats)
+        try:
+            if fmt == "parquet":
+                # a parquet reader seeks (it starts at the footer), so the hash gets a pass of its own
+                while hashed.read(1 << 20):
+                    pass
+                with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+                    yield from _parquet_chunks(f, path, cfg.field)  # type: ignore[arg-type]
+            else:
+                binary: BinaryIO = io.BufferedReader(hashed, 1 << 18)  # type: ignore[assignment]
+                if gz:
+                    binary = gzip.GzipFile(fileobj=binary, mode="rb")  # type: ignore[assignment]
+                # utf-8-sig drops a byte-order mark; csv needs newline="" to see quoted newlines itself
+                newline = "" if fmt in ("csv", "tsv") else None
+                text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="lmforge.replace", newline=newline)
+                if fmt == "txt":
+                    yield from _txt_chunks(text, cfg.txt_documents, max_chars, stats)
+                elif fmt == "jsonl":
+                    yield from _jsonl_chunks(text, path, cfg.field, stats)
+                else:
+                    yield from _csv_chunks(text, path, cfg.field, "\t" if fmt == "tsv" else ",", stats)
+            while hashed.read(1 << 20):  # hash the whole file even where a reader stopped before its end
+                pass
+        except (EOFError, OSError, zlib.error) as e:  # a truncated or corrupt .gz
+            raise DataError(f"{path}: unreadable ({e})") from None
+    stats.files += 1
+    stats.sources.append({"path": str(path), "bytes": hashed.nbytes, "sha256": hashed.sha.hexdigest(),
+                          "mtime_ns": mtime_ns})
+
+
+def _default_chunks(stats: ReadStats) -> Iterator[tuple[str, bool]]:
+    sha, nbytes = hashlib.sha256(), 0
+    for doc in default_documents():
+        data = doc.encode("utf-8")
+        sha.update(data + b"\0")
+        nbytes += len(data)
+        stats.bytes_read += len(data)
+        yield doc, True
+    stats.sources.append({"path": DEFAULT_SOURCE, "bytes": nbytes, "sha256": sha.hexdigest(), "mtime_ns": None})
+
+
+def iter_pieces(cfg: DataConfig, stats: ReadStats | None = None,
+                max_chars: int = PIECE_CHARS) -> Iterator[tuple[str, bool]]:
+    """Stream the corpus as (text piece, ends_document); pieces hold at most max_chars characters."""
+    stats = stats if stats is not None else ReadStats()
+    if cfg.path is None:
+        yield from _pieces(_default_chunks(stats), max_chars, stats)
+        return
+    for path in list_sources(cfg.path):
+        yield from _pieces(_file_chunks(path, cfg, max_chars, stats), max_chars, stats)
+
+
+_SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "ensurepip", "turtledemo", "__pycache__"}
+_MIN_DOCSTRING = 200
+
+
+@functools.cache
+def default_documents() -> tuple[str, ...]:
+    """The built-in corpus (see the module docstring); cached, as parsing the stdlib takes seconds."""
+    from pydoc_data.topics import topics
+
+    docs = list(dict.fromkeys(topics[k] for k in sorted(topics)))  # two topics share a text
+    seen = set(docs)
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.endswith(".py"):
+                continue
+            try:
+                tree = ast.parse(Path(dirpath, name).read_bytes())
+            except (SyntaxError, ValueError, OSError):
+                continue  # a broken or unreadable stdlib file costs a few docstrings, not the corpus
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node)
+                    if doc and len(doc) >= _MIN_DOCSTRING and doc not in seen:
+                        seen.add(doc)
+                        docs.append(doc)
+    return tuple(docs)
+
+
+def stat_sources(cfg: DataConfig) -> list[dict]:
+    """The (path, bytes, mtime_ns) a fresh read of the corpus would record, from file metadata only."""
+    if cfg.path is None:
+        return [{"path": DEFAULT_SOURCE}]
+    out = []
+    for p in list_sources(cfg.path):
+        st = p.stat()
+        out.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return out
+

@@ -1,0 +1,1 @@
+"""Token data: prepared shards (shards.py) and the batches cut from them (loader.py)."""

@@ -1,0 +1,259 @@
+"""Token shards: the corpus encoded once into flat token files that training memory-maps.
+
+A prepared directory holds `tokenizer.json`, `tokens-00000.bin`, ... (raw little-endian uint16 when the
+vocabulary fits, else uint32; `data.shard_tokens` tokens per file) and `meta.json`, which lists the
+shards, the train/val splits as [file, start, end] token ranges, what reading the corpus found and the
+settings that produced it. Validation is the last `data.val_fraction` of the token stream, nanoGPT's
+convention: train is the first int(n * (1 - val_fraction)) tokens.
+
+The corpus is streamed twice (tokenizer training on its first `tokenizer.train_max_bytes`, then
+encoding), in bounded pieces and batches, so memory does not grow with the corpus. The directory is
+built under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from lmforge.config import Config, DataConfig
+from lmforge.corpora import DEFAULT_SOURCE, ReadStats, iter_pieces, stat_sources
+from lmforge.errors import DataError
+from lmforge.io import atomic_dir, atomic_write_json
+from lmforge.tokenizer import Tokenizer
+
+META_VERSION = 1
+# Pieces handed to the encoder. Small enough that a single large document still spreads over all
+# cores; fixed (not derived from the core count) so every machine produces the same tokens.
+PIECE_CHARS = 1 << 16
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+
+
+def prepared_dir(cfg: Config) -> Path:
+    return Path(cfg.data.prepared_dir) if cfg.data.prepared_dir else Path("prepared") / cfg.data_key()
+
+
+def _encoded(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[np.ndarray]:
+    """Token arrays of consecutive batches of about batch_chars characters, encoded on all cores, with
+    the end-of-document id (if any) after each document's last piece."""
+    dtype = token_dtype(tokenizer.vocab_size)
+    eod = [tokenizer.eod_id] if tokenizer.eod_id is not None else []
+
+    def encode(texts: list[str], ends: list[bool]) -> np.ndarray:
+        ids = tokenizer.encode_batch(texts)
+        flat = itertools.chain.from_iterable(itertools.chain(i, eod) if end else i for i, end in zip(ids, ends))
+        return np.fromiter(flat, dtype=dtype)
+
+    texts: list[str] = []
+    ends: list[bool] = []
+    size = 0
+    for piece, end in pieces:
+        texts.append(piece)
+        ends.append(end)
+        size += len(piece)
+        if size >= batch_chars:
+            yield encode(texts, ends)
+            texts, ends, size = [], [], 0
+    if texts:
+        yield encode(texts, ends)
+
+
+class _ShardWriter:
+    """Appends token arrays to tokens-NNNNN.bin files of at most shard_tokens tokens each."""
+
+    def __init__(self, directory: Path, shard_tokens: int):
+        self.directory, self.shard_tokens = directory, shard_tokens
+        self.shards: list[dict] = []
+        self.file: BinaryIO | None = None
+
+    def write(self, tokens: np.ndarray) -> None:
+        while len(tokens):
+            if self.file is None or self.shards[-1]["tokens"] == self.shard_tokens:
+                self.close()
+                name = f"tokens-{len(self.shards):05d}.bin"
+                self.file = open(self.directory / name, "wb")
+                self.shards.append({"file": name, "tokens": 0})
+            room = self.shard_tokens - self.shards[-1]["tokens"]
+            part, tokens = tokens[:room], tokens[room:]
+            self.file.write(part.tobytes())
+            self.shards[-1]["tokens"] += len(part)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _ranges(shards: list[dict], lo: int, hi: int) -> list[list]:
+    """Tokens lo..hi of the whole stream as [file, start, end] ranges within the shards."""
+    out, offset = [], 0
+    for s in shards:
+        start, end = max(lo, offset), min(hi, offset + s["tokens"])
+        if start < end:
+            out.append([s["file"], start - offset, end - offset])
+        offset += s["tokens"]
+    return out
+
+
+def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> Path:
+    """Train (or load) the tokenizer, encode the corpus into token shards, write meta.json; returns the dir."""
+    out = Path(out_dir) if out_dir is not None else prepared_dir(cfg)
+    where = cfg.data.path or DEFAULT_SOURCE
+    progress = progress and sys.stderr.isatty()  # bars would only clutter logs and pipes
+    if cfg.tokenizer.path:
+        tokenizer = Tokenizer.load(cfg.tokenizer.path)
+    else:
+        texts = (piece for piece, _ in iter_pieces(cfg.data, max_chars=PIECE_CHARS))
+        first = next(texts, None)
+        if first is None:
+            raise DataError(f"{where}: corpus is empty")
+        tokenizer = Tokenizer.train(cfg.tokenizer, itertools.chain([first], texts), progress=progress)
+
+    stats = ReadStats()
+    total_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data)) or None
+    with atomic_dir(out) as tmp:
+        writer = _ShardWriter(tmp, cfg.data.shard_tokens)
+        bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"encoding {where}", disable=not progress)
+        try:
+            pieces = iter_pieces(cfg.data, stats, max_chars=PIECE_CHARS)
+            for tokens in _encoded(tokenizer, pieces, cfg.data.encode_batch_bytes):
+                writer.write(tokens)
+                bar.update(stats.bytes_read - bar.n)
+        finally:
+            writer.close()
+            bar.close()
+        if stats.documents == 0:
+            raise DataError(f"{where}: corpus is empty")
+
+        n = sum(s["tokens"] for s in writer.shards)
+        n_train = int(n * (1 - cfg.data.val_fraction))
+        for split, count in (("train", n_train), ("validation", n - n_train)):
+            if count < 2:
+                raise DataError(f"{where}: the {split} split has {count} tokens of {n} "
+                                f"(data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
+        tokenizer.save(tmp / "tokenizer.json")
+        atomic_write_json(tmp / "meta.json", {
+            "version": META_VERSION,
+            "data_key": cfg.data_key(),
+            "tokenizer_sha256": tokenizer.sha256,
+            "dtype": token_dtype(tokenizer.vocab_size).name,
+            "vocab_size": tokenizer.vocab_size,
+            "eod_id": tokenizer.eod_id,
+            "shards": writer.shards,
+            "total_tokens": n,
+            "splits": {"train": _ranges(writer.shards, 0, n_train), "val": _ranges(writer.shards, n_train, n)},
+            "documents": stats.documents,
+            "empty_documents": stats.empty_documents,
+            "replaced_chars": stats.replaced_chars,
+            "bytes_read": stats.bytes_read,
+            "sources": stats.sources,
+            "config": {"data": cfg.data.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
+        })
+    return out
+
+
+def _is_current(directory: Path, meta: dict, cfg: Config) -> bool:
+    """Whether a prepared directory was made from these settings, these unchanged files and is whole."""
+    if meta.get("version") != META_VERSION or meta.get("data_key") != cfg.data_key():
+        return False
+    recorded, current = meta.get("sources", []), stat_sources(cfg.data)
+    if len(recorded) != len(current) or any(any(r.get(k) != v for k, v in c.items())
+                                            for r, c in zip(recorded, current)):
+        return False
+    if cfg.tokenizer.path and Tokenizer.load(cfg.tokenizer.path).sha256 != meta.get("tokenizer_sha256"):
+        return False
+    itemsize = np.dtype(meta.get("dtype", "uint8")).itemsize
+    return all((directory / s["file"]).is_file() and (directory / s["file"]).stat().st_size == s["tokens"] * itemsize
+               for s in meta.get("shards", []))
+
+
+def ensure_prepared(cfg: Config, progress: bool = True) -> Path:
+    """The prepared directory for cfg: reused when still current, else (re)built."""
+    out = prepared_dir(cfg)
+    try:
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict) and _is_current(out, meta, cfg):
+        return out
+    return prepare(cfg, out, progress)
+
+
+@dataclass
+class PreparedData:
+    """A prepared directory: its meta.json, its tokenizer and read-only views of its token splits."""
+
+    path: Path
+    meta: dict
+    tokenizer: Tokenizer
+    _maps: dict[str, np.memmap] = field(default_factory=dict, repr=False)
+
+    def split(self, name: str) -> list[np.ndarray]:
+        """The "train" or "val" tokens as read-only memory-mapped arrays, one per shard range."""
+        if name not in self.meta["splits"]:
+            raise DataError(f"{self.path}: no split {name!r} (splits: {', '.join(self.meta['splits'])})")
+        out = []
+        for file, start, end in self.meta["splits"][name]:
+            if file not in self._maps:
+                tokens = next(s["tokens"] for s in self.meta["shards"] if s["file"] == file)
+                self._maps[file] = np.memmap(self.path / file, dtype=np.dtype(self.meta["dtype"]).newbyteorder("<"),
+                                             mode="r", shape=(tokens,))
+            out.append(self._maps[file][start:end])
+        return out
+
+
+def load_prepared(directory: str | Path) -> PreparedData:
+    """Open a prepared directory, checking that meta.json, the tokenizer and every shard agree."""
+    directory = Path(directory)
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{directory}: not a prepared data directory (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{meta_path}: unreadable ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: corrupt (not a JSON object)")
+    missing = [k for k in ("version", "dtype", "tokenizer_sha256", "shards", "splits") if k not in meta]
+    if missing:
+        raise DataError(f"{meta_path}: corrupt (no {', '.join(missing)})")
+    if meta["version"] != META_VERSION:
+        raise DataError(f"{meta_path}: format version {meta['version']}, expected {META_VERSION}; prepare again")
+    tokenizer = Tokenizer.load(directory / "tokenizer.json")
+    if tokenizer.sha256 != meta["tokenizer_sha256"]:
+        raise DataError(f"{directory / 'tokenizer.json'}: not the tokenizer meta.json was written with")
+    itemsize = np.dtype(meta["dtype"]).itemsize
+    for s in meta["shards"]:
+        path = directory / s["file"]
+        size = path.stat().st_size if path.is_file() else None
+        if size != s["tokens"] * itemsize:
+            found = "missing" if size is None else f"{size:,} bytes"
+            raise DataError(f"{path}: {found}, expected {s['tokens'] * itemsize:,} ({s['tokens']:,} tokens); "
+                            f"truncated? prepare again")
+    return PreparedData(directory, meta, tokenizer)
+
+
+def encode_file(tokenizer: Tokenizer, path: str | Path, cfg: DataConfig) -> tuple[np.ndarray, int]:
+    """Tokens of a text file read with cfg's format settings (end-of-document ids included), and the
+    number of UTF-8 bytes of its text."""
+    n_bytes = 0
+
+    def counted() -> Iterator[tuple[str, bool]]:
+        nonlocal n_bytes
+        for piece, end in iter_pieces(cfg.model_copy(update={"path": str(path)}), max_chars=PIECE_CHARS):
+            n_bytes += len(piece.encode("utf-8"))
+            yield piece, end
+
+    arrays = list(_encoded(tokenizer, counted(), cfg.encode_batch_bytes))
+    tokens = np.concatenate(arrays) if arrays else np.empty(0, token_dtype(tokenizer.vocab_size))
+    return tokens, n_bytes

@@ -1,0 +1,27 @@
+"""Model families behind one interface: `forward(tokens[B, T], state=None) -> (logits[B, T, V], state)`.
+
+`build_model` picks the family named by `model.arch`; each family is a constructor taking the ModelConfig.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn as nn
+
+from lmforge.config import ModelConfig
+from lmforge.errors import ConfigError
+from lmforge.models.transformer import GPT
+
+ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "gpt": GPT,
+}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """A freshly initialised model for `cfg` (its vocab_size must be filled in)."""
+    try:
+        make = ARCHITECTURES[cfg.arch]
+    except KeyError:
+        raise ConfigError(f"model.arch: unknown architecture {cfg.arch!r} (known: {', '.join(ARCHITECTURES)})") from None
+    return make(cfg)

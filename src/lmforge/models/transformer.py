@@ -1,0 +1,195 @@
+"""A decoder-only transformer (GPT) in the shape of nanoGPT's model.py, with a few modern options.
+
+The default options (learned positions, LayerNorm, GELU MLP, tied embeddings) give exactly nanoGPT's model,
+and with biases on it has the structure of HF `GPT2LMHeadModel` (see models/hf.py). The options follow
+modded-nanogpt and Llama: RMSNorm, rotary position embeddings, squared-ReLU or SwiGLU MLPs, an untied head.
+
+Interface shared by every model family: `forward(tokens[B, T], state=None) -> (logits[B, T, V], state)`.
+A GPT has no state across windows, so it always returns None; the trainer computes the loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lmforge.config import ModelConfig
+from lmforge.errors import ConfigError
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    # eps 1e-5 is nanoGPT's and HF GPT-2's LayerNorm default; RMSNorm has no bias to switch off.
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd, eps=1e-5)
+    return nn.LayerNorm(cfg.n_embd, eps=1e-5, bias=cfg.bias)
+
+
+def rotary_tables(head_size: int, block_size: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of each position times each frequency, shape (block_size, head_size).
+
+    The frequencies are repeated for both halves of the head, matching `rotate_half` below (the GPT-NeoX /
+    HF Llama layout: dimension i is paired with i + head_size/2, not with its neighbour).
+    """
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
+    angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # Cast the tables to x's dtype so that q and k stay bf16 under autocast, as SDPA wants them alike.
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.dropout = cfg.dropout
+        # q, k and v for all heads in one matmul
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        # is_causal lets SDPA pick a fused kernel without building a (T, T) mask.
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+def swiglu_hidden(cfg: ModelConfig) -> int:
+    """SwiGLU has three matrices instead of two, so each branch is 2/3 as wide to keep the parameter count
+    of a `mlp_ratio` GELU MLP (Shazeer 2020, Llama); rounded up to a multiple of 8 for matmul-friendly shapes."""
+    hidden = int(2 / 3 * cfg.mlp_ratio * cfg.n_embd)
+    return 8 * math.ceil(hidden / 8)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.kind = cfg.mlp
+        if cfg.mlp == "swiglu":
+            hidden = swiglu_hidden(cfg)
+            fc_out = 2 * hidden  # gate and value branches in one matmul, split in forward
+        else:
+            hidden = int(cfg.mlp_ratio * cfg.n_embd)
+            fc_out = hidden
+        self.c_fc = nn.Linear(cfg.n_embd, fc_out, bias=cfg.bias)
+        self.c_proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c_fc(x)
+        if self.kind == "swiglu":
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h)  # exact erf GELU, as nanoGPT's nn.GELU (GPT-2 itself used the tanh approximation)
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        # pre-norm: the residual stream itself is never normalised, only what each branch reads
+        x = x + self.attn(self.ln_1(x), rope)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ConfigError("model.vocab_size: not set (it is normally taken from the tokenizer)")
+        self.config = cfg
+        # Modules are created in nanoGPT's order (wte, wpe, drop, h, ln_f, lm_head) so that the same seed draws
+        # the same initial weights.
+        self.transformer = nn.ModuleDict(dict(wte=nn.Embedding(cfg.vocab_size, cfg.n_embd)))
+        if cfg.pos == "learned":
+            self.transformer["wpe"] = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.transformer["drop"] = nn.Dropout(cfg.dropout)
+        self.transformer["h"] = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.transformer["ln_f"] = make_norm(cfg)
+        if cfg.pos == "rotary":
+            # Derived from the config, so not saved in checkpoints (persistent=False).
+            cos, sin = rotary_tables(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            # One matrix both embeds tokens and scores them (Press & Wolf 2017); nanoGPT and GPT-2 do this.
+            self.transformer.wte.weight = self.lm_head.weight
+
+        self.apply(self._init_weights)
+        # GPT-2: scale the init of the projections that write into the residual stream by 1/sqrt(2 * n_layer),
+        # since each of the 2 * n_layer branches adds its output to the same stream.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self, exclude_embeddings: bool = True) -> int:
+        """Parameter count. With exclude_embeddings, the lookup-only tables are left out, as nanoGPT reports:
+        the position embedding, and the token embedding only when untied (tied, it is also the output head)."""
+        n = sum(p.numel() for p in self.parameters())  # parameters() yields a tied matrix once
+        if exclude_embeddings:
+            if "wpe" in self.transformer:
+                n -= self.transformer.wpe.weight.numel()
+            if not self.config.tie_embeddings:
+                n -= self.transformer.wte.weight.numel()
+        return n
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token (forward and backward) at full context, as nanoGPT's estimate_mfu:
+        6N for the matmuls with the weights, plus 12·L·H·Q·T for attention scores and their use
+        (PaLM paper, appendix B). Divide tokens/s × this by the peak FLOP/s to get MFU."""
+        cfg = self.config
+        L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
+        return 6 * self.num_params(exclude_embeddings=True) + 12 * L * H * Q * T
+
+    def forward(self, tokens: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
+        B, T = tokens.size()
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than the model's block_size {self.config.block_size}")
+        x = self.transformer.wte(tokens)  # (B, T, n_embd)
+        rope = None
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(torch.arange(T, device=tokens.device))
+        else:
+            rope = (self.rope_cos[:T], self.rope_sin[:T])
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, rope)
+        x = self.transformer.ln_f(x)
+        return self.lm_head(x), None

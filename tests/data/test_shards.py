@@ -1,0 +1,156 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmforge.config import Config, load_config
+from lmforge.data.shards import encode_file, ensure_prepared, load_prepared, prepare, prepared_dir
+from lmforge.errors import DataError
+from lmforge.tokenizer import Tokenizer
+
+SHAKESPEARE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+DOCS = [f"document {i}: " + "the cat sat on the mat. " * (i % 7 + 1) for i in range(200)]
+
+
+def config(tmp_path: Path, *overrides: str) -> Config:
+    corpus = tmp_path / "corpus.jsonl"
+    if not corpus.exists():
+        corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    return load_config(None, [f"data.path={corpus}", f"data.prepared_dir={tmp_path / 'prepared'}",
+                              "data.shard_tokens=1024", "data.encode_batch_bytes=2048", "tokenizer.kind=bpe",
+                              "tokenizer.vocab_size=300", *overrides])
+
+
+def test_prepare_writes_shards_splits_and_meta(tmp_path):
+    cfg = config(tmp_path)
+    out = prepare(cfg, progress=False)
+    assert out == tmp_path / "prepared" and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    data = load_prepared(out)
+    meta, tok = data.meta, data.tokenizer
+    assert meta["dtype"] == "uint16" and meta["vocab_size"] == tok.vocab_size <= 300  # few merges to learn
+    assert meta["data_key"] == cfg.data_key() and meta["tokenizer_sha256"] == tok.sha256
+    assert (meta["documents"], meta["empty_documents"], meta["replaced_chars"]) == (200, 0, 0)
+    assert meta["sources"][0]["path"] == cfg.data.path and meta["config"]["tokenizer"]["kind"] == "bpe"
+
+    # shards rotate at shard_tokens and hold every token exactly once
+    n = meta["total_tokens"]
+    assert [s["tokens"] for s in meta["shards"]][:-1] == [1024] * (len(meta["shards"]) - 1) and n > 3 * 1024
+    assert sum(s["tokens"] for s in meta["shards"]) == n
+    for s in meta["shards"]:
+        assert (out / s["file"]).stat().st_size == 2 * s["tokens"]
+    train, val = data.split("train"), data.split("val")
+    assert sum(map(len, train)) == int(n * 0.9) and sum(map(len, val)) == n - int(n * 0.9)
+
+    # the stream is each document's tokens followed by the end-of-document id
+    stream = np.concatenate(train + val)
+    expected = [t for d in DOCS for t in tok.encode(d) + [tok.eod_id]]
+    assert stream.tolist() == expected
+    with pytest.raises(ValueError):
+        train[0][0] = 1  # the memory maps are read-only
+
+
+def test_ensure_prepared_reuses_until_the_corpus_changes(tmp_path):
+    cfg = config(tmp_path)
+    out = ensure_prepared(cfg, progress=False)
+    stamp = (out / "meta.json").stat().st_mtime_ns
+    assert ensure_prepared(cfg, progress=False) == out and (out / "meta.json").stat().st_mtime_ns == stamp
+
+    corpus = Path(cfg.data.path)
+    corpus.write_text(corpus.read_text() + json.dumps({"text": "one more document"}) + "\n")
+    ensure_prepared(cfg, progress=False)
+    assert load_prepared(out).meta["documents"] == 201
+
+    # a truncated shard is an error when loading, and ensure_prepared rebuilds it
+    shard = out / "tokens-00001.bin"
+    with open(shard, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DataError, match=r"tokens-00001\.bin: 100 bytes, expected 2,048 \(1,024 tokens\)"):
+        load_prepared(out)
+    ensure_prepared(cfg, progress=False)
+    assert load_prepared(out).meta["total_tokens"] > 0
+
+
+def test_default_dir_is_keyed_by_the_data_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = config(tmp_path, "data.prepared_dir=null")
+    assert prepared_dir(cfg) == Path("prepared") / cfg.data_key()
+    assert ensure_prepared(cfg, progress=False) == Path("prepared") / cfg.data_key()
+    other = config(tmp_path, "data.prepared_dir=null", "tokenizer.vocab_size=280")
+    assert prepared_dir(other) != prepared_dir(cfg)
+
+
+def test_an_existing_tokenizer_and_encode_file(tmp_path):
+    first = load_prepared(prepare(config(tmp_path), progress=False))
+    first.tokenizer.save(tmp_path / "tok.json")
+    cfg = config(tmp_path, f"tokenizer.path={tmp_path / 'tok.json'}", f"data.prepared_dir={tmp_path / 'again'}")
+    again = load_prepared(ensure_prepared(cfg, progress=False))
+    assert again.tokenizer.sha256 == first.tokenizer.sha256
+    assert np.array_equal(np.concatenate(again.split("train")), np.concatenate(first.split("train")))
+
+    tokens, n_bytes = encode_file(first.tokenizer, cfg.data.path, cfg.data)
+    assert tokens.dtype == np.uint16 and n_bytes == sum(len(d.encode()) for d in DOCS)
+    assert tokens.tolist() == np.concatenate(first.split("train") + first.split("val")).tolist()
+
+
+def test_a_large_vocabulary_uses_uint32(tmp_path):
+    corpus = tmp_path / "chars.txt"
+    corpus.write_text("".join(chr(c) for c in range(0x20000, 0x20000 + 66_000)))  # CJK extensions B and on
+    cfg = load_config(None, [f"data.path={corpus}", "tokenizer.kind=char", "tokenizer.eod=false"])
+    data = load_prepared(prepare(cfg, tmp_path / "out", progress=False))
+    assert data.meta["dtype"] == "uint32" and data.tokenizer.vocab_size == 66_001
+    tokens = np.concatenate(data.split("train") + data.split("val"))
+    assert data.tokenizer.decode(tokens) == corpus.read_text()
+
+
+def test_bad_corpora_and_directories(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"text": ""}\n{"text": "  "}\n')
+    with pytest.raises(DataError, match=rf"^{empty}: corpus is empty$"):
+        prepare(config(tmp_path, f"data.path={empty}"), progress=False)
+    with pytest.raises(DataError, match=rf"^{empty}: corpus is empty$"):  # also with a ready tokenizer
+        Tokenizer.train(config(tmp_path).tokenizer, ["some text"]).save(tmp_path / "tok.json")
+        prepare(config(tmp_path, f"data.path={empty}", f"tokenizer.path={tmp_path / 'tok.json'}"), progress=False)
+    assert not (tmp_path / "prepared").exists()  # nothing half-written
+
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("abc")
+    with pytest.raises(DataError, match=r"the validation split has 1 tokens of 4 \(data.val_fraction=0.1\)"):
+        prepare(config(tmp_path, f"data.path={tiny}", "tokenizer.kind=char"), progress=False)
+
+    with pytest.raises(DataError, match="no meta.json"):
+        load_prepared(tmp_path)
+    out = prepare(config(tmp_path), progress=False)
+    (out / "meta.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"meta\.json: unreadable"):
+        load_prepared(out)
+    os.remove(out / "meta.json")
+    with pytest.raises(DataError, match="no meta.json"):
+        load_prepared(out)
+
+
+@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="needs ../shared/data/tinyshakespeare")
+def test_tiny_shakespeare_matches_nanogpt_char_split(tmp_path):
+    cfg = load_config(None, [f"data.path={SHAKESPEARE}", "tokenizer.kind=char", "tokenizer.eod=false"])
+    data = load_prepared(prepare(cfg, tmp_path / "out", progress=False))
+    text = SHAKESPEARE.read_text()
+    assert data.tokenizer.vocab_size == 66 and len(set(text)) == 65  # 65 characters and <unk>
+    n = data.meta["total_tokens"]
+    assert n == len(text) == 1_115_394
+    train, val = data.split("train"), data.split("val")
+    assert sum(map(len, train)) == int(n * 0.9) == 1_003_854 and sum(map(len, val)) == 111_540
+    assert data.tokenizer.decode(np.concatenate(val)) == text[1_003_854:]
+
+
+PTB = SHAKESPEARE.parents[1] / "ptb" / "ptb.train.txt"
+
+
+@pytest.mark.skipif(not PTB.is_file(), reason="needs ../shared/data/ptb")
+def test_ptb_word_level_reproduces_the_10k_vocabulary(tmp_path):
+    cfg = load_config(None, [f"data.path={PTB}", "data.txt_documents=line", "tokenizer.kind=word",
+                             "tokenizer.word_split=whitespace", "tokenizer.vocab_size=10000",
+                             "tokenizer.min_frequency=1"])
+    data = load_prepared(prepare(cfg, tmp_path / "out", progress=False))
+    # 10,000 words including <unk> and <eos> (our end-of-document token); 887,521 words + 42,068 lines
+    assert data.tokenizer.vocab_size == 10_000 and data.meta["total_tokens"] == 929_589

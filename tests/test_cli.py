@@ -1,0 +1,123 @@
+"""The command line end to end, and every bad input as a one-line error with exit status 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lmforge.cli import app
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+TINY = ["tokenizer.kind=char", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16",
+        "train.micro_batch_size=4", "train.max_steps=6", "train.eval_interval=3", "train.tensorboard=false",
+        "schedule.warmup_steps=1", "sample.num_samples=1", "sample.max_new_tokens=10"]
+
+
+def run(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def data_args(corpus, tmp_path):
+    return [f"data.path={corpus}", f"data.prepared_dir={tmp_path / 'prepared'}", *TINY]
+
+
+@pytest.fixture
+def trained(tiny_corpus, tmp_path):
+    code, out, err = run("train", *data_args(tiny_corpus, tmp_path), "--run-dir", tmp_path / "run", "--no-progress")
+    assert code == 0, err
+    return tmp_path / "run"
+
+
+def test_train_eval_generate(trained, tiny_corpus, tmp_path):
+    code, out, _ = run("eval", trained, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["data"] == "validation split" and result["checkpoint"] == "step-6"
+    assert result["perplexity"] > 1 and 0 < result["bits_per_byte"] < 8
+    code, out, _ = run("eval", trained, "--data", tiny_corpus)
+    assert code == 0 and "perplexity" in out and "bits/byte" in out
+    code, out, _ = run("generate", trained, "--prompt", "the cat", "--max-new-tokens", 15, "--seed", 1)
+    assert code == 0 and out.startswith("the cat")
+    assert run("generate", trained, "--prompt", "the cat", "--max-new-tokens", 15, "--seed", 1)[1] == out
+
+
+def test_resume_from_the_cli(trained):
+    code, out, err = run("train", "--resume", trained, "train.max_steps=9", "--no-progress")
+    assert code == 0, err
+    assert (trained / "checkpoints" / "step-9").is_dir()
+
+
+def test_config_show_and_prepare(tiny_corpus, tmp_path):
+    code, out, _ = run("config", "show", CONFIGS / "shakespeare-char-baby.yaml", "model.n_layer=6")
+    assert code == 0 and "n_layer: 6  # transformer blocks" in out
+    code, out, _ = run("prepare", *data_args(tiny_corpus, tmp_path), "--no-progress")
+    assert code == 0 and "tokens" in out and (tmp_path / "prepared" / "meta.json").is_file()
+
+
+def assert_one_line_error(code, err, needle):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+
+
+def test_bad_config_key_and_type(tiny_corpus, tmp_path):
+    assert_one_line_error(*run("train", "model.n_layr=2")[::2], "model.n_layr: unknown key")
+    assert_one_line_error(*run("train", "train.max_steps=lots")[::2], "train.max_steps")
+
+
+def test_missing_and_empty_corpus_write_nothing(tmp_path):
+    base = [f"data.prepared_dir={tmp_path / 'prepared'}", *TINY, "--run-dir", tmp_path / "run"]
+    assert_one_line_error(*run("train", f"data.path={tmp_path / 'nope.txt'}", *base)[::2], "nope.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert_one_line_error(*run("train", f"data.path={empty}", *base)[::2], "empty")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "prepared").exists()
+
+
+def test_corpus_shorter_than_a_block(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("abcdefghij" * 5)
+    code, _, err = run("train", f"data.path={short}", f"data.prepared_dir={tmp_path / 'p'}", *TINY,
+                       "model.block_size=64", "--run-dir", tmp_path / "run")
+    assert_one_line_error(code, err, "block_size=64")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_undecodable_bytes_are_replaced_not_fatal(tmp_path, tiny_corpus):
+    dirty = tmp_path / "dirty.txt"
+    dirty.write_bytes(tiny_corpus.read_bytes() + b"\nbad \xff\xfe bytes\n")
+    code, _, err = run("train", f"data.path={dirty}", f"data.prepared_dir={tmp_path / 'p'}", *TINY,
+                       "--run-dir", tmp_path / "run", "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "p" / "meta.json").read_text())["replaced_chars"] >= 1
+
+
+def test_not_a_run_directory(tmp_path):
+    assert_one_line_error(*run("eval", tmp_path)[::2], "not a run directory")
+    assert_one_line_error(*run("generate", tmp_path / "missing")[::2], "not a run directory")
+    assert_one_line_error(*run("train", "--resume", tmp_path)[::2], "not a run directory")
+
+
+def test_truncated_and_foreign_checkpoints(trained, tiny_corpus, tmp_path):
+    weights = trained / "checkpoints" / "step-6" / "model.safetensors"
+    other = tmp_path / "other"
+    code, _, err = run("train", *data_args(tiny_corpus, tmp_path), "model.n_embd=32", "--run-dir", other,
+                       "--no-progress")
+    assert code == 0, err
+    foreign = (other / "checkpoints" / "step-6" / "model.safetensors").read_bytes()
+    weights.write_bytes(foreign)
+    assert_one_line_error(*run("eval", trained)[::2], "model.safetensors")
+    weights.write_bytes(foreign[: len(foreign) // 2])
+    assert_one_line_error(*run("eval", trained)[::2], "truncated or foreign checkpoint")
+    assert_one_line_error(*run("eval", trained, "--checkpoint", "step-99")[::2], "no checkpoint 'step-99'")
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lmforge", "train", f"data.path={tmp_path / 'missing.txt'}"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

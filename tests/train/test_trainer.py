@@ -1,0 +1,98 @@
+"""The training loop: learning, exact gradient accumulation, bit-for-bit resume, run-directory contents."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lmforge.config import load_config
+from lmforge.errors import CheckpointError
+from lmforge.train.optim import penalty
+from lmforge.train.trainer import train
+
+
+def test_training_learns_and_fills_the_run_directory(tiny_config, tmp_path):
+    cfg = tiny_config("train.max_steps=60", "train.eval_interval=30", "train.tensorboard=true",
+               "optimizer.lr=3e-3")
+    result = train(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in lines if "loss" in r]
+    assert losses[-1] < 0.7 * losses[0]
+    assert [r["step"] for r in lines if "val_loss" in r] == [30, 60]
+    assert {"lr", "tokens_per_s", "grad_norm"} <= set(lines[0])
+    assert result.step == 60 and result.val_loss == pytest.approx(lines[-1]["val_loss"])
+    for name in ["config.yaml", "tokenizer.json", "samples.txt"]:
+        assert (run / name).is_file()
+    assert any((run / "tensorboard").iterdir())
+    ckpt = run / "checkpoints" / "step-60"
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.pt", "state.json"}
+    assert load_config(run / "config.yaml").model.vocab_size is not None  # resolved from the tokenizer
+    assert len(result.samples) == 1 and result.samples[0]
+
+
+def test_gradient_accumulation_equals_a_larger_batch(tiny_config, tmp_path):
+    big = train(tiny_config("train.micro_batch_size=8", "train.max_steps=3", "sample.num_samples=0"),
+                tmp_path / "big", progress=False)
+    acc = train(tiny_config("train.micro_batch_size=2", "train.grad_accum_steps=4", "train.max_steps=3",
+                     "sample.num_samples=0"), tmp_path / "acc", progress=False)
+    a = load_file(big.run_dir / "checkpoints/step-3/model.safetensors")
+    b = load_file(acc.run_dir / "checkpoints/step-3/model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
+    assert big.val_loss == pytest.approx(acc.val_loss, rel=1e-5)
+
+
+def test_resume_continues_bit_for_bit(tiny_config, tmp_path):
+    common = ["model.dropout=0.1", "schedule.decay_steps=20", "sample.num_samples=0"]
+    whole = train(tiny_config(*common), tmp_path / "whole", progress=False)
+    train(tiny_config(*common, "train.max_steps=10"), tmp_path / "half", progress=False)
+    cfg = load_config(tmp_path / "half" / "config.yaml", ["train.max_steps=20"])
+    resumed = train(cfg, tmp_path / "half", resume=True, progress=False)
+    a = load_file(whole.run_dir / "checkpoints/step-20/model.safetensors")
+    b = load_file(resumed.run_dir / "checkpoints/step-20/model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.val_loss == resumed.val_loss
+
+
+def test_keeps_last_k_and_best_checkpoints(tiny_config, tmp_path):
+    train(tiny_config("train.max_steps=40", "train.eval_interval=5", "train.keep_last=2",
+               "sample.num_samples=0"), tmp_path / "run", progress=False)
+    names = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
+    assert "step-40" in names and "step-35" in names and len(names) <= 3
+    assert not [p for p in (tmp_path / "run/checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_early_stopping_and_time_budget(tiny_config, tmp_path):
+    # no step can beat the best loss by a whole nat, so patience 2 stops at the third evaluation
+    stopped = train(tiny_config("train.max_steps=100", "train.eval_interval=2", "train.early_stopping_patience=2",
+                                "train.early_stopping_min_delta=1.0", "sample.num_samples=0"),
+                    tmp_path / "early", progress=False)
+    assert stopped.step == 6
+    budget = train(tiny_config("train.max_steps=100000", "train.time_budget_s=2", "sample.num_samples=0"),
+                   tmp_path / "budget", progress=False)
+    assert budget.step < 100000 and budget.val_loss is not None
+    assert (tmp_path / "budget/checkpoints" / f"step-{budget.step}").is_dir()
+
+
+def test_existing_run_is_not_overwritten_silently(tiny_config, tmp_path):
+    cfg = tiny_config("train.max_steps=2", "sample.num_samples=0")
+    train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="--resume to continue it or --overwrite"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert train(cfg, tmp_path / "run", overwrite=True, progress=False).step == 2
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(cfg, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_penalty_gradient_is_l1_sign_plus_l2_weight_and_skips_gains():
+    from lmforge.config import OptimizerConfig
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    penalty(model, OptimizerConfig(l1=0.1, l2=0.01)).backward()
+    w = model[0].weight
+    torch.testing.assert_close(w.grad, 0.1 * w.sign() + 0.01 * w)
+    assert model[0].bias.grad is None and model[1].weight.grad is None
+    assert penalty(model, OptimizerConfig()) is None
