@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lmforge.config import ModelConfig, SampleConfig, TokenizerConfig
+from lmforge.config import GPTConfig, SampleConfig, TokenizerConfig
 from lmforge.generate import filter_logits, generate, sample_texts
 from lmforge.models.transformer import GPT
 from lmforge.tokenizer import Tokenizer
@@ -14,7 +14,7 @@ V = 23
 def model() -> GPT:
     torch.manual_seed(0)
     # a larger init spreads the logits, so greedy and sampled continuations differ clearly
-    return GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=8, vocab_size=V, init_std=0.3))
+    return GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=8, vocab_size=V, init_std=0.3))
 
 
 class Recorder(nn.Module):
@@ -128,7 +128,7 @@ def test_bad_arguments(kwargs, match):
 def test_sample_texts_continue_the_prompt_reproducibly():
     tok = Tokenizer.train(TokenizerConfig(kind="char"), ["hello world, hello there"])
     torch.manual_seed(0)
-    gpt = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=tok.vocab_size, init_std=0.3))
+    gpt = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=tok.vocab_size, init_std=0.3))
     cfg = SampleConfig(prompt="he", num_samples=3, max_new_tokens=12, temperature=1.0, top_k=None)
     texts = sample_texts(gpt, tok, cfg, 8, "cpu", seed=1)
     assert len(texts) == 3 and all(t.startswith("he") for t in texts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -44,8 +44,10 @@ class TokenizerConfig(Section):
     train_max_bytes: int = Field(200_000_000, ge=1, description="train the tokenizer on at most this many bytes from the start of the corpus")
 
 
-class ModelConfig(Section):
-    arch: Literal["gpt"] = Field("gpt", description="model family")
+class GPTConfig(Section):
+    """Decoder-only Transformer (models/transformer.py)."""
+
+    arch: Literal["gpt"] = Field("gpt", description="model family: gpt, ffnn, rnn, lstm or gru")
     n_layer: int = Field(4, ge=1, description="transformer blocks")
     n_head: int = Field(4, ge=1, description="attention heads per block")
     n_embd: int = Field(128, ge=1, description="embedding width")
@@ -62,12 +64,56 @@ class ModelConfig(Section):
     init_std: float = Field(0.02, gt=0, description="std of the normal weight init; residual projections get init_std/sqrt(2*n_layer)")
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> "ModelConfig":
+    def _heads_divide_width(self) -> "GPTConfig":
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.pos == "rotary" and (self.n_embd // self.n_head) % 2:
             raise ValueError("rotary positions need an even head size (n_embd / n_head)")
         return self
+
+
+class FFNNConfig(Section):
+    """Feed-forward neural LM over a fixed window of previous tokens (Bengio et al. 2003; models/ffnn.py)."""
+
+    arch: Literal["ffnn"] = Field("ffnn", description="model family: gpt, ffnn, rnn, lstm or gru")
+    context: int = Field(5, ge=1, description="previous tokens the model sees for each prediction (n-1 of an n-gram)")
+    block_size: int = Field(64, ge=1, description="positions predicted per training window")
+    vocab_size: int | None = Field(None, ge=1, description="vocabulary size; empty = taken from the tokenizer")
+    n_embd: int = Field(64, ge=1, description="embedding width per context token")
+    hidden_size: int = Field(256, ge=1, description="width of each hidden layer")
+    n_hidden: int = Field(1, ge=1, description="hidden layers")
+    activation: Literal["tanh", "relu"] = Field("tanh", description="hidden activation")
+    direct: bool = Field(False, description="direct connections from the concatenated embeddings to the output (Bengio's W)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the embeddings and hidden layers")
+    init_std: float = Field(0.02, gt=0, description="std of the normal weight init")
+
+
+class RNNConfig(Section):
+    """Recurrent LM: Elman RNN, LSTM or GRU with AWD-LSTM regularisers as options (models/rnn.py)."""
+
+    arch: Literal["rnn", "lstm", "gru"] = Field("lstm", description="model family: gpt, ffnn, rnn, lstm or gru")
+    n_layer: int = Field(2, ge=1, description="stacked recurrent layers")
+    n_embd: int = Field(200, ge=1, description="embedding width")
+    hidden_size: int = Field(200, ge=1, description="hidden units per layer (the last layer uses n_embd when tied)")
+    block_size: int = Field(35, ge=1, description="truncated-BPTT length: tokens per window; state carries across windows")
+    vocab_size: int | None = Field(None, ge=1, description="vocabulary size; empty = taken from the tokenizer")
+    nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Elman RNN activation")
+    bidirectional: bool = Field(False, description="a bidirectional encoder (fine-tuning heads only; not a causal LM)")
+    tie_embeddings: bool = Field(False, description="share the embedding with the output head (needs the last layer's output width = n_embd)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the output of the last layer (AWD: dropout)")
+    dropout_between: float = Field(0.0, ge=0.0, lt=1.0, description="dropout between recurrent layers (AWD: dropouth)")
+    dropout_input: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the embedded input (AWD: dropouti)")
+    embed_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="drop whole words from the embedding matrix (AWD: dropoute)")
+    locked_dropout: bool = Field(False, description="one dropout mask per sequence for all time steps (variational dropout)")
+    weight_drop: float = Field(0.0, ge=0.0, lt=1.0, description="DropConnect on the hidden-to-hidden matrices (AWD: wdrop)")
+    ar_alpha: float = Field(0.0, ge=0.0, description="activation regularisation: alpha * mean(h^2) of the last layer's dropped output")
+    tar_beta: float = Field(0.0, ge=0.0, description="temporal activation regularisation: beta * mean((h_t - h_t-1)^2)")
+    reset_state_at_eod: bool = Field(False, description="zero the carried state where a document ends")
+    init_range: float = Field(0.1, gt=0, description="embedding and output weights ~ U(-init_range, init_range)")
+
+
+ModelConfig = Annotated[GPTConfig | FFNNConfig | RNNConfig, Field(discriminator="arch")]
+ARCHITECTURES = ("gpt", "ffnn", "rnn", "lstm", "gru")
 
 
 class OptimizerConfig(Section):
@@ -131,12 +177,19 @@ class Config(Section):
     name: str = Field("default", description="run name: the run directory is runs/<name> unless --run-dir is given")
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=GPTConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpt_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data["model"]:
+            data = {**data, "model": {"arch": "gpt", **data["model"]}}
+        return data
 
     def data_key(self) -> str:
         """Hash of everything that decides the prepared token shards (not the model or training)."""
@@ -148,10 +201,15 @@ class Config(Section):
 def _one_line(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "config"
+        loc = list(e["loc"])
+        if loc[:1] == ["model"] and len(loc) > 1 and loc[1] in ARCHITECTURES:
+            del loc[1]  # pydantic names the union member; the user wrote model.<field>
+        where = ".".join(str(p) for p in loc) or "config"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == "union_tag_invalid":
+            where, msg = "model.arch", f"unknown architecture {e['input'].get('arch')!r} (known: {', '.join(ARCHITECTURES)})"
         parts.append(f"{where}: {msg}")
     return f"{source}: " + "; ".join(parts)
 

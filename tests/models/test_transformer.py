@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmforge.config import ModelConfig
+from lmforge.config import GPTConfig
 from lmforge.errors import ConfigError
 from lmforge.models import build_model
 from lmforge.models.hf import gpt2_config, gpt_state_dict_to_hf
@@ -14,8 +14,8 @@ from lmforge.models.transformer import GPT, apply_rotary, rotary_tables, swiglu_
 BABY = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65, bias=False, tie_embeddings=True)
 
 
-def tiny(**overrides) -> ModelConfig:
-    return ModelConfig(**{**dict(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=23), **overrides})
+def tiny(**overrides) -> GPTConfig:
+    return GPTConfig(**{**dict(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=23), **overrides})
 
 
 def lm_loss(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -24,7 +24,7 @@ def lm_loss(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def test_baby_gpt_has_nanogpts_parameter_count():
-    model = build_model(ModelConfig(**BABY))
+    model = build_model(GPTConfig(**BABY))
     C, L, V, T = 128, 4, 65, 64
     # per block: ln_1 + c_attn + c_proj + ln_2 + c_fc + c_proj, no biases; then wte (= lm_head) and ln_f
     per_block = C + C * 3 * C + C * C + C + C * 4 * C + 4 * C * C
@@ -111,7 +111,7 @@ def test_dropout_only_while_training():
 
 def test_init_stds_and_decay_convention():
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=6, n_head=4, n_embd=256, block_size=64, vocab_size=500, bias=True, init_std=0.05,
+    cfg = GPTConfig(n_layer=6, n_head=4, n_embd=256, block_size=64, vocab_size=500, bias=True, init_std=0.05,
                       tie_embeddings=False)
     model = GPT(cfg)
     resid = 0.05 / math.sqrt(2 * 6)
@@ -144,7 +144,7 @@ def test_swiglu_keeps_the_mlp_parameter_budget():
 
 def test_errors():
     with pytest.raises(ConfigError, match="vocab_size"):
-        GPT(ModelConfig())
+        GPT(GPTConfig())
     with pytest.raises(ValueError, match="block_size 12"):
         GPT(tiny())(torch.zeros(1, 13, dtype=torch.long))
     with pytest.raises(ConfigError, match=r"model.arch: unknown architecture 'nope' \(known: gpt"):

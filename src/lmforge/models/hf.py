@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lmforge.config import ModelConfig
+from lmforge.config import GPTConfig
 from lmforge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def check_gpt2_compatible(cfg: ModelConfig) -> None:
+def check_gpt2_compatible(cfg: GPTConfig) -> None:
     """GPT-2 has learned positions, LayerNorm and a GELU MLP; other options have no GPT-2 equivalent."""
     wrong = [f"model.{name}={value}" for name, value, want in
              (("arch", cfg.arch, "gpt"), ("pos", cfg.pos, "learned"), ("norm", cfg.norm, "layernorm"), ("mlp", cfg.mlp, "gelu"))
@@ -29,7 +29,7 @@ def check_gpt2_compatible(cfg: ModelConfig) -> None:
         raise ConfigError(f"cannot export as GPT-2: {', '.join(wrong)} (GPT-2 needs arch gpt, pos learned, norm layernorm, mlp gelu)")
 
 
-def gpt2_config(cfg: ModelConfig) -> GPT2Config:
+def gpt2_config(cfg: GPTConfig) -> GPT2Config:
     """The `transformers.GPT2Config` with our model's shape (transformers is imported only here)."""
     from transformers import GPT2Config
 
@@ -43,7 +43,7 @@ def gpt2_config(cfg: ModelConfig) -> GPT2Config:
     )
 
 
-def gpt_state_dict_to_hf(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def gpt_state_dict_to_hf(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """Our GPT's state_dict -> one that `GPT2LMHeadModel(gpt2_config(cfg)).load_state_dict` accepts strictly."""
     check_gpt2_compatible(cfg)
     hf: dict[str, torch.Tensor] = {}

@@ -16,11 +16,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmforge.config import ModelConfig
+from lmforge.config import GPTConfig
 from lmforge.errors import ConfigError
 
 
-def make_norm(cfg: ModelConfig) -> nn.Module:
+def make_norm(cfg: GPTConfig) -> nn.Module:
     # eps 1e-5 is nanoGPT's and HF GPT-2's LayerNorm default; RMSNorm has no bias to switch off.
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd, eps=1e-5)
@@ -50,7 +50,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.n_head = cfg.n_head
         self.dropout = cfg.dropout
@@ -74,7 +74,7 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
-def swiglu_hidden(cfg: ModelConfig) -> int:
+def swiglu_hidden(cfg: GPTConfig) -> int:
     """SwiGLU has three matrices instead of two, so each branch is 2/3 as wide to keep the parameter count
     of a `mlp_ratio` GELU MLP (Shazeer 2020, Llama); rounded up to a multiple of 8 for matmul-friendly shapes."""
     hidden = int(2 / 3 * cfg.mlp_ratio * cfg.n_embd)
@@ -82,7 +82,7 @@ def swiglu_hidden(cfg: ModelConfig) -> int:
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.kind = cfg.mlp
         if cfg.mlp == "swiglu":
@@ -108,7 +108,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.ln_1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
@@ -123,7 +123,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         if cfg.vocab_size is None:
             raise ConfigError("model.vocab_size: not set (it is normally taken from the tokenizer)")
