@@ -344,11 +344,11 @@ def default_documents() -> tuple[str, ...]:
 
 
 def stat_sources(cfg: DataConfig) -> list[dict]:
-    """The (path, bytes, mtime_ns) a fresh read of the corpus would record, from file metadata only."""
-    if cfg.path is None:
-        return [{"path": DEFAULT_SOURCE}]
-    out = []
-    for p in list_sources(cfg.path):
+    """The (path, bytes, mtime_ns) a fresh read of the corpus (and of its separate validation and test
+    corpora) would record, from file metadata only."""
+    out = [{"path": DEFAULT_SOURCE}] if cfg.path is None else []
+    paths = [cfg.path, cfg.val_path, cfg.test_path]
+    for p in (f for path in paths if path is not None for f in list_sources(path)):
         st = p.stat()
         out.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
     return out

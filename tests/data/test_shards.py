@@ -154,3 +154,20 @@ def test_ptb_word_level_reproduces_the_10k_vocabulary(tmp_path):
     data = load_prepared(prepare(cfg, tmp_path / "out", progress=False))
     # 10,000 words including <unk> and <eos> (our end-of-document token); 887,521 words + 42,068 lines
     assert data.tokenizer.vocab_size == 10_000 and data.meta["total_tokens"] == 929_589
+
+
+def test_separate_validation_and_test_corpora(tmp_path):
+    train_txt, val_txt, test_txt = (tmp_path / f"{n}.txt" for n in ("train", "valid", "test"))
+    train_txt.write_text("the cat sat on the mat\n" * 50)
+    val_txt.write_text("a cat sat\n" * 5)
+    test_txt.write_text("the zebra\n" * 3)
+    cfg = load_config(None, [f"data.path={train_txt}", f"data.val_path={val_txt}", f"data.test_path={test_txt}",
+                             f"data.prepared_dir={tmp_path / 'p'}", "tokenizer.kind=char", "tokenizer.eod=false"])
+    data = load_prepared(ensure_prepared(cfg, progress=False))
+    decode = lambda name: "".join(data.tokenizer.decode(s) for s in data.split(name))  # noqa: E731
+    # the tokenizer learns only from the training text: "z" and "b" of the test text are unknown
+    assert decode("train") == train_txt.read_text() and decode("val") == val_txt.read_text()
+    assert decode("test") == "the ea\n" * 3
+    assert [s["path"] for s in data.meta["sources"]] == [str(train_txt), str(val_txt), str(test_txt)]
+    test_txt.write_text("changed\n")  # a changed test corpus makes the prepared data stale
+    assert load_prepared(ensure_prepared(cfg, progress=False)).meta["total_tokens"] != data.meta["total_tokens"]

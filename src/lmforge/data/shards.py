@@ -75,6 +75,7 @@ class _ShardWriter:
         self.directory, self.shard_tokens = directory, shard_tokens
         self.shards: list[dict] = []
         self.file: BinaryIO | None = None
+        self.total = 0
 
     def write(self, tokens: np.ndarray) -> None:
         while len(tokens):
@@ -87,6 +88,7 @@ class _ShardWriter:
             part, tokens = tokens[:room], tokens[room:]
             self.file.write(part.tobytes())
             self.shards[-1]["tokens"] += len(part)
+            self.total += len(part)
 
     def close(self) -> None:
         if self.file is not None:
@@ -121,26 +123,36 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
 
     stats = ReadStats()
     total_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data)) or None
+    # the corpus, then any separate validation and test corpora, one after another in the same shards
+    parts = [("train", cfg.data)] + [(name, cfg.data.model_copy(update={"path": path}))
+                                     for name, path in (("val", cfg.data.val_path), ("test", cfg.data.test_path)) if path]
     with atomic_dir(out) as tmp:
         writer = _ShardWriter(tmp, cfg.data.shard_tokens)
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"encoding {where}", disable=not progress)
+        bounds = {}
         try:
-            pieces = iter_pieces(cfg.data, stats, max_chars=PIECE_CHARS)
-            for tokens in _encoded(tokenizer, pieces, cfg.data.encode_batch_bytes):
-                writer.write(tokens)
-                bar.update(stats.bytes_read - bar.n)
+            for name, part in parts:
+                documents = stats.documents
+                start = writer.total
+                for tokens in _encoded(tokenizer, iter_pieces(part, stats, max_chars=PIECE_CHARS), cfg.data.encode_batch_bytes):
+                    writer.write(tokens)
+                    bar.update(stats.bytes_read - bar.n)
+                if stats.documents == documents:
+                    raise DataError(f"{part.path or where}: corpus is empty")
+                bounds[name] = (start, writer.total)
         finally:
             writer.close()
             bar.close()
-        if stats.documents == 0:
-            raise DataError(f"{where}: corpus is empty")
 
-        n = sum(s["tokens"] for s in writer.shards)
-        n_train = int(n * (1 - cfg.data.val_fraction))
-        for split, count in (("train", n_train), ("validation", n - n_train)):
-            if count < 2:
-                raise DataError(f"{where}: the {split} split has {count} tokens of {n} "
-                                f"(data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
+        if "val" not in bounds:  # nanoGPT's convention: the last val_fraction of the stream
+            n = bounds["train"][1]
+            n_train = int(n * (1 - cfg.data.val_fraction))
+            bounds["train"], bounds["val"] = (0, n_train), (n_train, n)
+        total = writer.total
+        for split, (lo, hi) in bounds.items():
+            if hi - lo < 2:
+                raise DataError(f"{where}: the {'validation' if split == 'val' else split} split has {hi - lo} "
+                                f"tokens of {total} (data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
         tokenizer.save(tmp / "tokenizer.json")
         atomic_write_json(tmp / "meta.json", {
             "version": META_VERSION,
@@ -150,8 +162,8 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
             "vocab_size": tokenizer.vocab_size,
             "eod_id": tokenizer.eod_id,
             "shards": writer.shards,
-            "total_tokens": n,
-            "splits": {"train": _ranges(writer.shards, 0, n_train), "val": _ranges(writer.shards, n_train, n)},
+            "total_tokens": writer.total,
+            "splits": {name: _ranges(writer.shards, lo, hi) for name, (lo, hi) in bounds.items()},
             "documents": stats.documents,
             "empty_documents": stats.empty_documents,
             "replaced_chars": stats.replaced_chars,
