@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmforge.data.loader import RandomWindows, eval_batches
+from lmforge.data.loader import RandomWindows, StreamWindows, eval_batches, stream_eval_batches
 from lmforge.errors import DataError
 
 
@@ -58,3 +58,44 @@ def test_eval_batches_max_windows():
     segs = [np.arange(1000, dtype=np.uint16)]
     batches = list(eval_batches(segs, 10, 4, max_windows=5))
     assert sum(x.shape[0] for x, _ in batches) == 5
+
+
+def test_stream_windows_are_consecutive_per_stream_and_wrap():
+    segs = [np.arange(0, 60, dtype=np.uint16), np.arange(60, 101, dtype=np.uint16)]  # 101 tokens
+    loader = StreamWindows(segs, block_size=7, micro_batch_size=4)
+    assert loader.stream_len == 25
+    seen = []
+    for _ in range(4):  # 7 + 7 + 7 + 4 = one pass of 25
+        x, y = loader.next_batch()
+        assert torch.equal(y - x, torch.ones_like(x))
+        seen.append(x)
+    whole = torch.cat(seen, dim=1)
+    assert torch.equal(whole, torch.arange(100).view(4, 25))  # crosses the segment boundary seamlessly
+    assert not loader.new_pass
+    x, _ = loader.next_batch()
+    assert loader.new_pass and loader.passes == 1 and torch.equal(x[:, 0], torch.tensor([0, 25, 50, 75]))
+
+
+def test_stream_windows_ranks_and_resume():
+    segs = [np.arange(500, dtype=np.uint16)]
+    whole = StreamWindows(segs, 10, 6)
+    ranks = [StreamWindows(segs, 10, 3, rank=r, world_size=2) for r in range(2)]
+    for _ in range(5):
+        assert torch.equal(whole.next_batch()[0], torch.cat([r.next_batch()[0] for r in ranks]))
+    state = whole.state_dict()
+    expected = whole.next_batch()[0]
+    fresh = StreamWindows(segs, 10, 6)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.next_batch()[0], expected)
+
+
+@pytest.mark.parametrize("n_streams", [1, 3, 7])
+def test_stream_eval_predicts_every_token_once(n_streams):
+    segs = [np.arange(1, 80, dtype=np.uint16), np.arange(80, 104, dtype=np.uint16)]
+    targets, resets = [], 0
+    for x, y, reset in stream_eval_batches(segs, block_size=5, n_streams=n_streams):
+        assert torch.equal(y - x, torch.ones_like(x))
+        targets.extend(y.flatten().tolist())
+        resets += reset
+    assert sorted(targets) == list(range(2, 104))
+    assert resets == (2 if 102 % n_streams else 1)  # 102 targets: leftovers get a stream of their own

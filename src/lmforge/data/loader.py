@@ -74,3 +74,86 @@ def eval_batches(segments: list[np.ndarray], block_size: int, batch_size: int,
         if length < block_size:
             batch = torch.from_numpy(seg[start:start + length + 1].astype(np.int64))[None]
             yield batch[:, :-1], batch[:, 1:]
+
+
+class _Concatenated:
+    """Segments read as one array without copying them all: read(lo, hi) copies only that slice."""
+
+    def __init__(self, segments: list[np.ndarray]):
+        self.segments = segments
+        self.starts = np.concatenate([[0], np.cumsum([len(s) for s in segments])])
+        self.size = int(self.starts[-1])
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        first = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        parts = []
+        for i in range(first, len(self.segments)):
+            seg_lo = int(self.starts[i])
+            if seg_lo >= hi:
+                break
+            parts.append(self.segments[i][max(lo - seg_lo, 0):hi - seg_lo])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _stream_batch(tokens: _Concatenated, streams: range, stream_len: int, start: int, length: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [tokens.read(j * stream_len + start, j * stream_len + start + length + 1) for j in streams]
+    batch = torch.from_numpy(np.stack(rows).astype(np.int64))
+    return batch[:, :-1], batch[:, 1:]
+
+
+class StreamWindows:
+    """Truncated BPTT: the split cut into parallel streams read window after window, so a recurrent model
+    can carry its state from one window to the next (the `batchify` of PyTorch's word_language_model).
+
+    The global batch has micro_batch_size x world_size streams; rank r reads streams r*b .. (r+1)*b-1,
+    so N ranks see what one process with N-times more streams sees. After the last window of a pass the
+    next batch starts the next pass, and `new_pass` is True for it: the caller resets its state.
+    """
+
+    def __init__(self, segments: list[np.ndarray], block_size: int, micro_batch_size: int,
+                 rank: int = 0, world_size: int = 1):
+        self.tokens = _Concatenated(segments)
+        n_streams = micro_batch_size * world_size
+        self.stream_len = (self.tokens.size - 1) // n_streams
+        if self.stream_len < 1:
+            raise DataError(f"training split has {self.tokens.size} tokens: too few for {n_streams} streams "
+                            f"(train.micro_batch_size x world size)")
+        self.block_size = block_size
+        self.streams = range(rank * micro_batch_size, (rank + 1) * micro_batch_size)
+        self.position = 0  # offset of the next window within each stream
+        self.passes = 0
+        self.new_pass = False
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position >= self.stream_len:
+            self.position, self.passes = 0, self.passes + 1
+        self.new_pass = self.position == 0
+        length = min(self.block_size, self.stream_len - self.position)
+        x, y = _stream_batch(self.tokens, self.streams, self.stream_len, self.position, length)
+        self.position += length
+        return x, y
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "passes": self.passes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position, self.passes = state["position"], state["passes"]
+
+
+def stream_eval_batches(segments: list[np.ndarray], block_size: int, n_streams: int
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """(x, y, reset) windows for evaluating a recurrent model with carried state, predicting every token
+    but the first exactly once: n_streams parallel streams, then the few tokens left over as one more
+    stream. `reset` is True where a new set of streams starts (the state must be dropped)."""
+    tokens = _Concatenated(segments)
+    stream_len = (tokens.size - 1) // n_streams
+    if stream_len:
+        for start in range(0, stream_len, block_size):
+            length = min(block_size, stream_len - start)
+            yield (*_stream_batch(tokens, range(n_streams), stream_len, start, length), start == 0)
+    done = stream_len * n_streams
+    for start in range(done, tokens.size - 1, block_size):
+        window = tokens.read(start, min(start + block_size + 1, tokens.size))
+        batch = torch.from_numpy(window.astype(np.int64))[None]
+        yield batch[:, :-1], batch[:, 1:], start == done

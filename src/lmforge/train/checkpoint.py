@@ -69,12 +69,16 @@ def best_checkpoint(run_dir: Path) -> Path | None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict, keep_last: int) -> Path:
-    """Write checkpoints/step-N atomically, then prune all but the last `keep_last` and the best."""
+                    state: dict, keep_last: int, carried: list | None = None) -> Path:
+    """Write checkpoints/step-N atomically, then prune all but the last `keep_last` and the best.
+
+    `carried`: each rank's recurrent state between windows, so truncated BPTT resumes exactly."""
     target = Path(run_dir) / "checkpoints" / f"step-{step}"
     with atomic_dir(target) as tmp:
         save_model(model, str(tmp / "model.safetensors"))  # drops tied duplicates (safetensors forbids shared storage)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if carried is not None:
+            torch.save([map_tensors(torch.Tensor.cpu, c) for c in carried], tmp / "carried_state.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     keep = {p for _, p in list_checkpoints(run_dir)[-keep_last:]}
     best = best_checkpoint(run_dir)
@@ -84,6 +88,25 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
         if p not in keep:
             shutil.rmtree(p)
     return target
+
+
+def map_tensors(fn, state):
+    """Apply fn to every tensor of a carried state: None, a tensor, or tuples/lists of them."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else fn(state)
+    return type(state)(map_tensors(fn, s) for s in state)
+
+
+def load_carried_state(ckpt: Path, rank: int, device: torch.device):
+    """This rank's recurrent state saved with the checkpoint, or None (none saved, or not recurrent)."""
+    path = Path(ckpt) / "carried_state.pt"
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=True, map_location=device)[rank]
+    except (OSError, RuntimeError, IndexError, EOFError) as e:
+        raise CheckpointError(f"{path}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
+    return state
 
 
 def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:

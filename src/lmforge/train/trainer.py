@@ -20,15 +20,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lmforge.config import Config, save_config
-from lmforge.data.loader import RandomWindows
+from lmforge.data.loader import RandomWindows, StreamWindows
 from lmforge.data.shards import ensure_prepared, load_prepared
 from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
 from lmforge.models import build_model
-from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_training_state, load_weights,
-                                      restore_rng, save_checkpoint)
+from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
+                                      load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from lmforge.train.logging import RunLogger
 from lmforge.train.optim import build_optimizer, penalty
@@ -54,6 +54,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
         return _train(cfg, Path(run_dir or Path("runs") / cfg.name), d, resume, overwrite, progress)
     finally:
         shutdown(d)
+
+
+def is_recurrent(cfg: Config) -> bool:
+    return cfg.model.arch in ("rnn", "lstm", "gru")
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -98,8 +102,13 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device)
-    loader = RandomWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size,
-                           seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
+    recurrent = is_recurrent(cfg)
+    if recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
+        loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
+    else:
+        loader = RandomWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size,
+                               seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
+    carried = None  # a recurrent model's hidden state between windows
     torch.manual_seed(tc.seed + d.rank)  # dropout masks differ between ranks
 
     step, best, evals_since_best, elapsed_before = 0, None, 0, 0.0
@@ -107,8 +116,11 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         ckpt = list_checkpoints(run_dir)[-1][1]
         load_weights(raw_model, ckpt, d.device)
         state = load_training_state(ckpt, optimizer)
-        loader.load_state_dict(state["loader"][d.rank] if d.world_size > 1 else state["loader"][0])
-        restore_rng(state["rng"][d.rank] if d.world_size > 1 else state["rng"][0])
+        if len(state["loader"]) != d.world_size:
+            raise CheckpointError(f"{ckpt}: saved by {len(state['loader'])} processes; resume it with as many")
+        loader.load_state_dict(state["loader"][d.rank])
+        restore_rng(state["rng"][d.rank])
+        carried = load_carried_state(ckpt, d.rank, d.device)
         step, best = state["step"], state.get("best_val_loss")
         evals_since_best, elapsed_before = state.get("evals_since_best", 0), state.get("elapsed_s", 0.0)
     elif d.is_main:
@@ -138,7 +150,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
 
     def checkpoint(val_loss: float | None) -> None:
         # every rank's loader and RNG state is gathered so a DDP run resumes exactly too
-        per_rank = [{"loader": loader.state_dict(), "rng": capture_rng()}]
+        per_rank = [{"loader": loader.state_dict(), "rng": capture_rng(), "carried": carried}]
         if d.enabled:
             gathered: list = [None] * d.world_size
             torch.distributed.all_gather_object(gathered, per_rank[0])
@@ -148,7 +160,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
                 "val_loss": val_loss, "best_val_loss": best, "evals_since_best": evals_since_best,
                 "elapsed_s": elapsed_before + time.perf_counter() - started,
                 "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
-            }, tc.keep_last)
+            }, tc.keep_last, carried=[r["carried"] for r in per_rank] if recurrent else None)
         barrier(d)
 
     val_loss = None
@@ -161,24 +173,35 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
 
-        batches = [loader.next_batch() for _ in range(tc.grad_accum_steps)]
-        local_tokens = sum(y.numel() for _, y in batches)
+        batches = []
+        for _ in range(tc.grad_accum_steps):
+            x, y = loader.next_batch()
+            batches.append((x, y, getattr(loader, "new_pass", False)))
+        local_tokens = sum(y.numel() for _, y, _ in batches)
         n_tokens = all_reduce_sum(torch.tensor(local_tokens, dtype=torch.float64, device=d.device), d).item()
         step_loss = torch.zeros((), device=d.device)
-        for i, (x, y) in enumerate(batches):
+        for i, (x, y, new_pass) in enumerate(batches):
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+            if new_pass:
+                carried = None
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or not d.enabled else model.no_sync()
             with sync:
                 with autocast:
-                    logits, _ = model(x)
+                    logits, carried = model(x, carried)
                 ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
                 # DDP averages gradients over ranks, so scale by world size to get the global token mean
-                loss = ce * (d.world_size / n_tokens)
+                share = d.world_size / n_tokens
+                loss = ce * share
+                if (aux := getattr(raw_model, "aux_loss", None)) is not None:  # e.g. AR/TAR, a per-batch mean
+                    loss = loss + aux * (y.numel() * share)
                 if last and (extra := penalty(raw_model, cfg.optimizer)) is not None:
                     loss = loss + extra
                 loss.backward()
             step_loss += ce.detach()
+            carried = map_tensors(torch.Tensor.detach, carried)  # truncated BPTT: no gradient into the past
+            if recurrent and cfg.model.reset_state_at_eod and data.tokenizer.eod_id is not None:
+                carried = raw_model.reset_state(carried, (x == data.tokenizer.eod_id).any(dim=1))
         grad_norm = (torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc.grad_clip)
                      if tc.grad_clip > 0 else None)
         optimizer.step()
