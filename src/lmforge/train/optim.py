@@ -22,9 +22,11 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device
               {"params": no_decay, "weight_decay": 0.0}]
     impl = cfg.impl
     if impl == "auto":
-        # fused AdamW has CPU and CUDA kernels in torch >= 2.4; it is the fastest of the three on both
+        # fused kernels exist on CPU and CUDA in torch >= 2.4 and are the fastest of the three on both
         impl = "fused" if device.type in ("cpu", "cuda") else "foreach"
     kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **kwargs)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,16 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
 
 def is_recurrent(cfg: Config) -> bool:
     return cfg.model.arch in ("rnn", "lstm", "gru")
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA allocations on GPU, resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -232,7 +243,8 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
                 best, evals_since_best = val_loss, 0
             else:
                 evals_since_best += 1
-            log.log(step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 700.0)))
+            log.log(step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 700.0)),
+                    elapsed_s=elapsed_before + time.perf_counter() - started)
             log.write(f"step {step}: val loss {val_loss:.4f}")
             stopped_early = tc.early_stopping_patience is not None and evals_since_best >= tc.early_stopping_patience
             if stopped_early:
@@ -244,6 +256,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         if tc.checkpoint_interval is not None and step % tc.checkpoint_interval == 0 and not stop:
             checkpoint(val_loss if step % tc.eval_interval == 0 else None)
 
+    log.log(step, peak_memory_mib=peak_memory_mib(d.device))
     samples: list[str] = []
     if d.is_main and cfg.sample.num_samples:
         samples = sample_texts(raw_model, tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
