@@ -96,3 +96,18 @@ def test_penalty_gradient_is_l1_sign_plus_l2_weight_and_skips_gains():
     torch.testing.assert_close(w.grad, 0.1 * w.sign() + 0.01 * w)
     assert model[0].bias.grad is None and model[1].weight.grad is None
     assert penalty(model, OptimizerConfig()) is None
+
+
+def test_bfloat16_autocast_trains(tiny_config, tmp_path):
+    # on CPU this exercises the same autocast path the trainer uses by default on CUDA
+    result = train(tiny_config("train.dtype=bfloat16", "train.max_steps=4", "sample.num_samples=0"),
+                   tmp_path / "bf16", progress=False)
+    assert result.step == 4 and result.val_loss < 10
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_eager(tiny_config, tmp_path):
+    eager = train(tiny_config("train.max_steps=10", "sample.num_samples=0"), tmp_path / "eager", progress=False)
+    compiled = train(tiny_config("train.max_steps=10", "sample.num_samples=0", "train.compile=true"),
+                     tmp_path / "compiled", progress=False)
+    assert compiled.val_loss == pytest.approx(eager.val_loss, rel=1e-3)
