@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lmforge.config import OptimizerConfig
+from lmforge.train.muon import Muon, Optimizers
 
 
 def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -16,8 +17,30 @@ def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
     return [p for p in params if p.dim() >= 2], [p for p in params if p.dim() < 2]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """Weights of the linear layers inside the network: not embeddings, and not an output head (a linear
+    layer as wide as an embedding table is a head; a tied head is the embedding itself)."""
+    vocab_sizes = {m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)}
+    return [m.weight for m in model.modules()
+            if isinstance(m, nn.Linear) and m.weight.requires_grad and m.out_features not in vocab_sizes]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device):
+    """AdamW or SGD over decay / no-decay groups; for `muon`, Muon on the hidden matrices plus AdamW."""
     decay, no_decay = decay_split(model)
+    if cfg.name == "muon":
+        muon_params = hidden_matrices(model)
+        taken = {id(p) for p in muon_params}
+        decay = [p for p in decay if id(p) not in taken]
+        adamw = _adamw_or_sgd(decay, no_decay, cfg.model_copy(update={"name": "adamw"}), device)
+        # lr_scale: the trainer sets each group's rate to schedule(step) * lr_scale
+        muon = Muon([{"params": muon_params, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
+                    momentum=cfg.muon_momentum, weight_decay=cfg.weight_decay)
+        return Optimizers(adamw=adamw, muon=muon)
+    return _adamw_or_sgd(decay, no_decay, cfg, device)
+
+
+def _adamw_or_sgd(decay: list, no_decay: list, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     impl = cfg.impl
