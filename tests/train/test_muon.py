@@ -22,7 +22,7 @@ def test_newton_schulz_gives_near_orthogonal_updates(shape):
     # same singular vectors: the update is U V^T of g, up to those singular values
     u, _, vh = torch.linalg.svd(g, full_matrices=False)
     cos = torch.nn.functional.cosine_similarity(orthogonalize(g).flatten(), (u @ vh).flatten(), dim=0)
-    assert cos > 0.97
+    assert cos > 0.95
 
 
 def test_muon_rejects_vectors_and_moves_weights():
