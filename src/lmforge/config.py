@@ -64,6 +64,9 @@ class GPTConfig(Section):
     mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width as a multiple of n_embd (SwiGLU uses 2/3 of it per branch)")
     tie_embeddings: bool = Field(True, description="share the token embedding with the output head")
     init_std: float = Field(0.02, gt=0, description="std of the normal weight init; residual projections get init_std/sqrt(2*n_layer)")
+    qk_norm: bool = Field(False, description="RMS-normalise queries and keys per head before attention (QK-norm)")
+    zero_init_proj: bool = Field(False, description="initialise the residual output projections to zero, so every block starts as the identity")
+    logit_softcap: float | None = Field(None, gt=0, description="squash logits smoothly into (-cap, cap) with cap * tanh(logits / cap); empty = off")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> "GPTConfig":
@@ -121,11 +124,13 @@ ARCHITECTURES = ("gpt", "ffnn", "rnn", "lstm", "gru")
 
 
 class OptimizerConfig(Section):
-    name: Literal["adamw", "sgd"] = Field("adamw", description="optimizer: AdamW, or SGD (with optional momentum) as the classic RNN LM recipes use")
+    name: Literal["adamw", "sgd", "muon"] = Field("adamw", description="optimizer: AdamW; SGD (with optional momentum) as the classic RNN LM recipes use; or Muon for hidden matrices with AdamW for the rest")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
+    muon_lr: float = Field(0.02, gt=0, description="Muon: peak rate of the orthogonalised updates (follows the same schedule as lr)")
+    muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon: Nesterov momentum")
     nesterov: bool = Field(False, description="SGD with Nesterov momentum")
     weight_decay: float = Field(0.1, ge=0, description="weight decay on 2-D weights, not biases, norms or gains (decoupled in AdamW, added to the gradient in SGD)")
     l1: float = Field(0.0, ge=0, description="explicit L1 penalty coefficient added to the loss (weights only)")
@@ -134,10 +139,11 @@ class OptimizerConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: Literal["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular"] = Field("cosine", description="learning-rate schedule")
+    name: Literal["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular", "wsd"] = Field("cosine", description="learning-rate schedule (wsd: warmup, stable, then a linear cooldown)")
     warmup_steps: int = Field(100, ge=0, description="linear warmup steps (constant, cosine, linear, inverse_sqrt)")
     warmup_fraction: float = Field(0.1, gt=0, lt=1, description="fraction of decay_steps spent rising (onecycle, slanted_triangular)")
     min_lr: float = Field(1e-4, ge=0, description="learning rate at the end of the decay")
+    cooldown_fraction: float = Field(0.2, gt=0, le=1, description="wsd: the final fraction of decay_steps over which the rate falls linearly to min_lr")
     decay_steps: int | None = Field(None, ge=1, description="steps over which the rate decays; empty = train.max_steps")
     stlr_ratio: float = Field(32.0, ge=1, description="slanted triangular: how much smaller the lowest rate is than the peak")
     onecycle_div: float = Field(25.0, ge=1, description="onecycle: the starting rate is lr / onecycle_div")
@@ -179,6 +185,77 @@ class SampleConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: the smallest set of tokens with this much probability")
 
 
+CleanStep = Literal["html", "unicode", "whitespace", "lowercase", "punctuation", "numbers", "mask", "spelling",
+                    "stopwords", "lemma", "stem"]
+
+
+class CleanConfig(Section):
+    """Text cleaning (text/clean.py, docs/cleaning.md): `lmforge clean`, or a recipe's stage before prepare."""
+
+    preset: Literal["lm", "classic"] = Field("lm", description="lm: html, unicode, whitespace (keeps the text a language model learns from); classic: adds lowercase, punctuation, stop words and lemmas (bag of words)")
+    steps: list[CleanStep] | None = Field(None, description="the steps to run, in this order, instead of the preset's: html, unicode, whitespace, lowercase, punctuation, numbers, mask, spelling, stopwords, lemma, stem")
+    unicode_form: Literal["NFC", "NFKC"] = Field("NFC", description="unicode step: NFC keeps every character's meaning; NFKC also folds compatibility forms (ﬁ -> fi, full-width -> ASCII)")
+    language: str = Field("en", description="ISO 639-1 code of the text, for stop words, lemmas and stems")
+    stopwords: Literal["auto", "nltk", "iso"] = Field("auto", description="stop-word list: nltk (NLTK's English list, read from NLTK data), iso (stopwordsiso, many languages), auto = nltk for English when its data is found, else iso")
+    stopwords_file: str | None = Field(None, description="a file of stop words, one per line, used instead of the stopwords list")
+    numbers: Literal["token", "zero"] = Field("token", description="numbers step: replace each number by number_token, or each digit by 0 (keeps the shape: 1,984 -> 0,000)")
+    number_token: str = Field("xxnum", description="what a number becomes (letters only, so lowercase and punctuation removal leave it intact)")
+    url_token: str = Field("xxurl", description="what the mask step puts in place of a URL")
+    email_token: str = Field("xxemail", description="what the mask step puts in place of an e-mail address")
+    spelling_max_edit: int = Field(2, ge=1, le=3, description="spelling step: the largest edit distance of a correction")
+
+
+class QualityConfig(Section):
+    """Document quality filters in the style of Gopher (Rae et al. 2021) and C4; empty = that filter is off."""
+
+    min_words: int | None = Field(50, ge=1, description="fewest whitespace-separated words")
+    max_words: int | None = Field(100_000, ge=1, description="most words")
+    min_mean_word_length: float | None = Field(3.0, ge=0, description="shortest mean word length (characters)")
+    max_mean_word_length: float | None = Field(10.0, ge=0, description="longest mean word length")
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0, description="most '#' and ellipses per word")
+    max_bullet_lines: float | None = Field(0.9, ge=0, le=1, description="largest share of lines starting with a bullet")
+    max_ellipsis_lines: float | None = Field(0.3, ge=0, le=1, description="largest share of lines ending with an ellipsis")
+    min_alpha_words: float | None = Field(0.8, ge=0, le=1, description="smallest share of words holding a letter")
+    min_stop_words: int | None = Field(2, ge=0, description="fewest occurrences of the, be, to, of, and, that, have, with (English text only)")
+    max_duplicate_lines: float | None = Field(0.3, ge=0, le=1, description="largest share of lines that repeat an earlier line")
+    max_duplicate_line_chars: float | None = Field(0.2, ge=0, le=1, description="largest share of characters in repeated lines")
+    max_duplicate_paragraphs: float | None = Field(0.3, ge=0, le=1, description="largest share of paragraphs that repeat an earlier one")
+    max_duplicate_paragraph_chars: float | None = Field(0.2, ge=0, le=1, description="largest share of characters in repeated paragraphs")
+    max_top_ngram_chars: tuple[float, float, float] | None = Field((0.2, 0.18, 0.16), description="for 2-, 3- and 4-grams: largest share of characters in the most frequent repeated n-gram")
+    max_duplicate_ngram_chars: tuple[float, float, float, float, float, float] | None = Field((0.15, 0.14, 0.13, 0.12, 0.11, 0.10), description="for 5- to 10-grams: largest share of characters in n-grams that occur more than once")
+    min_terminal_punctuation_lines: float | None = Field(0.12, ge=0, le=1, description="smallest share of lines ending in . ! ? or a closing quote (C4)")
+
+
+class CurateConfig(Section):
+    """Corpus curation (text/curate.py, docs/cleaning.md): `lmforge curate`, or a recipe's stage before prepare."""
+
+    exact_dedup: bool = Field(True, description="drop a document whose normalised text (lowercased, whitespace collapsed) was seen before")
+    near_dedup: bool = Field(True, description="drop a document whose MinHash matches an earlier one in an LSH band")
+    near_threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of word shingles above which documents count as near duplicates (sets the LSH bands)")
+    shingle_size: int = Field(5, ge=1, description="words per shingle for MinHash")
+    num_perm: int = Field(128, ge=16, description="MinHash permutations")
+    languages: list[str] = Field(default_factory=list, description="keep only documents that py3langid identifies as one of these ISO 639-1 codes; empty = no language filter")
+    min_language_score: float = Field(0.5, ge=0, le=1, description="a document whose language probability is below this has an unknown language")
+    quality: QualityConfig | None = Field(default_factory=QualityConfig, description="quality filters; null = none")
+    max_chars: int = Field(1 << 20, ge=1024, description="longer documents are dropped (curation holds one document at a time in memory)")
+    label_field: str | None = Field(None, description="the field or column holding a document's label (for balancing)")
+    balance: Literal["none", "down", "up"] = Field("none", description="resample labelled documents to label_weights: down = drop from frequent labels, up = repeat rare ones")
+    label_weights: dict[str, float] | None = Field(None, description="target share of each label; empty = equal shares")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="share of documents written to the val split (by a hash of the document, so near duplicates share a split)")
+    test_fraction: float = Field(0.0, ge=0, lt=1, description="share of documents written to the test split")
+    seed: int = Field(0, description="seeds the split and the resampling")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CurateConfig":
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave some documents for train")
+        if self.balance != "none" and not self.label_field:
+            raise ValueError("balance needs label_field")
+        if self.label_weights is not None and (not self.label_weights or any(w <= 0 for w in self.label_weights.values())):
+            raise ValueError("label_weights must give each label a positive share")
+        return self
+
+
 class Config(Section):
     name: str = Field("default", description="run name: the run directory is runs/<name> unless --run-dir is given")
     data: DataConfig = Field(default_factory=DataConfig)
@@ -189,6 +266,8 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
+    clean: CleanConfig | None = Field(None, description="clean the corpus before tokenizing (prepare); null = no cleaning stage")
+    curate: CurateConfig | None = Field(None, description="curate the corpus (after cleaning) before tokenizing; null = no curation stage")
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +280,9 @@ class Config(Section):
         """Hash of everything that decides the prepared token shards (not the model or training)."""
         payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes"}),
                    "tokenizer": self.tokenizer.model_dump()}
+        # only when set, so recipes without text stages keep the keys (and shards) they had
+        payload.update({name: stage.model_dump() for name in ("clean", "curate")
+                        if (stage := getattr(self, name)) is not None})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -176,3 +176,20 @@ def test_matches_hf_gpt2(bias, tie, mlp_ratio):
 def test_hf_export_refuses_options_gpt2_lacks():
     with pytest.raises(ConfigError, match="model.pos=rotary"):
         gpt_state_dict_to_hf({}, tiny(pos="rotary"))
+
+
+def test_qk_norm_zero_init_and_softcap():
+    cfg = tiny(qk_norm=True, zero_init_proj=True, logit_softcap=2.0, init_std=1.0)
+    model = GPT(cfg)
+    assert all(torch.count_nonzero(p) == 0 for n, p in model.named_parameters() if n.endswith("c_proj.weight"))
+    tokens = torch.randint(0, cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    logits, _ = model(tokens)
+    assert logits.abs().max() < 2.0
+    # with zero projections every block is the identity: logits come from the embedding alone
+    plain = GPT(tiny(zero_init_proj=True, init_std=1.0))
+    plain.load_state_dict(model.state_dict())
+    x = plain.transformer.ln_f(plain.transformer.wte(tokens) + plain.transformer.wpe(torch.arange(12)))
+    torch.testing.assert_close(plain(tokens)[0], plain.lm_head(x))
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+    loss.backward()
+    assert model.transformer.h[0].attn.c_attn.weight.grad is not None

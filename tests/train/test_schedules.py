@@ -22,7 +22,7 @@ def test_cosine_matches_nanogpt():
         assert lr_at(step, 1e-3, cfg, 2000) == pytest.approx(nanogpt_lr(step), rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular"])
+@pytest.mark.parametrize("name", ["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular", "wsd"])
 def test_every_schedule_is_positive_and_peaks_at_lr(name):
     cfg = ScheduleConfig(name=name, warmup_steps=10, min_lr=1e-5, warmup_fraction=0.1)
     rates = [lr_at(s, 1e-3, cfg, 100) for s in range(100)]
@@ -60,3 +60,10 @@ def test_onecycle_rises_from_lr_over_div_then_falls_to_min():
     assert lr_at(0, 1e-3, cfg, 100) == pytest.approx(1e-3 / 25)
     assert lr_at(25, 1e-3, cfg, 100) == pytest.approx(1e-3)
     assert lr_at(100, 1e-3, cfg, 100) == pytest.approx(1e-6)
+
+
+def test_wsd_is_flat_then_cools_down_linearly():
+    cfg = ScheduleConfig(name="wsd", warmup_steps=10, cooldown_fraction=0.2, min_lr=0.0)
+    assert lr_at(10, 1.0, cfg, 100) == lr_at(79, 1.0, cfg, 100) == 1.0
+    assert lr_at(90, 1.0, cfg, 100) == pytest.approx(0.5)
+    assert lr_at(100, 1.0, cfg, 100) == 0.0

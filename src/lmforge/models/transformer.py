@@ -54,6 +54,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head = cfg.n_head
         self.dropout = cfg.dropout
+        self.qk_norm = cfg.qk_norm
         # q, k and v for all heads in one matmul
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -65,6 +66,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if self.qk_norm:  # bounds the attention logits, which lets higher learning rates stay stable
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
         if rope is not None:
             cos, sin = rope
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
@@ -151,7 +154,10 @@ class GPT(nn.Module):
         # since each of the 2 * n_layer branches adds its output to the same stream.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
+                if cfg.zero_init_proj:  # modded-nanogpt: each block starts as the identity map
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -192,4 +198,8 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x, rope)
         x = self.transformer.ln_f(x)
-        return self.lm_head(x), None
+        logits = self.lm_head(x)
+        if self.config.logit_softcap is not None:  # Gemma 2 / modded-nanogpt: no logit can run away
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
+        return logits, None

@@ -24,6 +24,11 @@ def lr_at(step: int, lr: float, cfg: ScheduleConfig, max_steps: int) -> float:
         return max(cfg.min_lr, lr * math.sqrt(max(warmup, 1) / max(step, 1)))
     if step >= total:
         return cfg.min_lr
+    if cfg.name == "wsd":
+        cooldown_start = total - max(int(cfg.cooldown_fraction * total), 1)
+        if step < cooldown_start:
+            return lr
+        return lr + (step - cooldown_start) / (total - cooldown_start) * (cfg.min_lr - lr)
     progress = (step - warmup) / max(total - warmup, 1)
     if cfg.name == "cosine":
         return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - cfg.min_lr)
