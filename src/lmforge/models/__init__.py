@@ -11,10 +11,16 @@ import torch.nn as nn
 
 from lmforge.config import ModelConfig
 from lmforge.errors import ConfigError
+from lmforge.models.ffnn import FFNN
+from lmforge.models.rnn import recurrent_lm
 from lmforge.models.transformer import GPT
 
 ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "gpt": GPT,
+    "ffnn": FFNN,
+    "rnn": recurrent_lm,
+    "lstm": recurrent_lm,
+    "gru": recurrent_lm,
 }
 
 
