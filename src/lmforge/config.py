@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lmforge.errors import ConfigError
 
@@ -185,6 +185,11 @@ class SampleConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: the smallest set of tokens with this much probability")
 
 
+def _split_commas(value: Any) -> Any:
+    """`html,unicode` on the command line means the list [html, unicode]."""
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
 CleanStep = Literal["html", "unicode", "whitespace", "lowercase", "punctuation", "numbers", "mask", "spelling",
                     "stopwords", "lemma", "stem"]
 
@@ -203,6 +208,11 @@ class CleanConfig(Section):
     url_token: str = Field("xxurl", description="what the mask step puts in place of a URL")
     email_token: str = Field("xxemail", description="what the mask step puts in place of an e-mail address")
     spelling_max_edit: int = Field(2, ge=1, le=3, description="spelling step: the largest edit distance of a correction")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
 
 
 class QualityConfig(Section):
@@ -233,7 +243,7 @@ class CurateConfig(Section):
     near_dedup: bool = Field(True, description="drop a document whose MinHash matches an earlier one in an LSH band")
     near_threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of word shingles above which documents count as near duplicates (sets the LSH bands)")
     shingle_size: int = Field(5, ge=1, description="words per shingle for MinHash")
-    num_perm: int = Field(128, ge=16, description="MinHash permutations")
+    num_perm: int = Field(256, ge=16, description="MinHash permutations (more: a sharper threshold, more work)")
     languages: list[str] = Field(default_factory=list, description="keep only documents that py3langid identifies as one of these ISO 639-1 codes; empty = no language filter")
     min_language_score: float = Field(0.5, ge=0, le=1, description="a document whose language probability is below this has an unknown language")
     quality: QualityConfig | None = Field(default_factory=QualityConfig, description="quality filters; null = none")
@@ -244,6 +254,11 @@ class CurateConfig(Section):
     val_fraction: float = Field(0.0, ge=0, lt=1, description="share of documents written to the val split (by a hash of the document, so near duplicates share a split)")
     test_fraction: float = Field(0.0, ge=0, lt=1, description="share of documents written to the test split")
     seed: int = Field(0, description="seeds the split and the resampling")
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "CurateConfig":

@@ -36,10 +36,13 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator
 
 from lmforge.config import DataConfig
 from lmforge.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow.parquet
 
 PIECE_CHARS = 1 << 20
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
@@ -140,6 +143,16 @@ def _cut(text: str, lo: int, hi: int) -> int:
     return i if i >= 0 else hi
 
 
+def cut_pieces(text: str, max_chars: int) -> Iterator[str]:
+    """`text` in pieces of at most max_chars characters, cut where `iter_pieces` cuts a long document."""
+    start = 0
+    while len(text) - start > max_chars:
+        cut = _cut(text, start, start + max_chars)
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
 def _pieces(chunks: Iterable[tuple[str, bool]], max_chars: int, stats: ReadStats) -> Iterator[tuple[str, bool]]:
     """Turn (text, ends_document) chunks of any size into pieces of at most max_chars characters."""
     parts: list[str] = []
@@ -236,7 +249,8 @@ def _csv_chunks(f: io.TextIOBase, path: Path, name: str, delimiter: str,
         raise DataError(f"{path} line {reader.line_num}: {e}") from None
 
 
-def _parquet_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, bool]]:
+def open_parquet(f: BinaryIO, path: Path, name: str) -> "pyarrow.parquet.ParquetFile":
+    """A pyarrow ParquetFile whose column `name` holds strings, or a DataError naming what is wrong."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -250,6 +264,11 @@ def _parquet_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, b
     kind = pf.schema_arrow.field(name).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise DataError(f"{path}: column {name!r} holds {kind}, not strings")
+    return pf
+
+
+def _parquet_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, bool]]:
+    pf = open_parquet(f, path, name)
     # row-group-sized batches bound memory; a batch's strings come out as Python str one at a time
     for batch in pf.iter_batches(batch_size=1024, columns=[name]):
         for value in batch.column(0).to_pylist():

@@ -27,6 +27,7 @@ from lmforge.config import Config, DataConfig
 from lmforge.corpora import DEFAULT_SOURCE, ReadStats, iter_pieces, stat_sources
 from lmforge.errors import DataError
 from lmforge.io import atomic_dir, atomic_write_json
+from lmforge.text.pipeline import corpus_pieces
 from lmforge.tokenizer import Tokenizer
 
 META_VERSION = 1
@@ -115,7 +116,7 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
     if cfg.tokenizer.path:
         tokenizer = Tokenizer.load(cfg.tokenizer.path)
     else:
-        texts = (piece for piece, _ in iter_pieces(cfg.data, max_chars=PIECE_CHARS))
+        texts = (piece for piece, _ in corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS))
         first = next(texts, None)
         if first is None:
             raise DataError(f"{where}: corpus is empty")
@@ -134,7 +135,8 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
             for name, part in parts:
                 documents = stats.documents
                 start = writer.total
-                for tokens in _encoded(tokenizer, iter_pieces(part, stats, max_chars=PIECE_CHARS), cfg.data.encode_batch_bytes):
+                # corpus_pieces runs the recipe's clean and curate stages, if it names them
+                for tokens in _encoded(tokenizer, corpus_pieces(cfg, part, stats, PIECE_CHARS), cfg.data.encode_batch_bytes):
                     writer.write(tokens)
                     bar.update(stats.bytes_read - bar.n)
                 if stats.documents == documents:

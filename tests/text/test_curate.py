@@ -1,0 +1,238 @@
+import json
+import random
+
+import pytest
+
+from lmforge.config import CleanConfig, CurateConfig, DataConfig, QualityConfig
+from lmforge.errors import ConfigError
+from lmforge.text.clean import clean
+from lmforge.text.curate import curate, identify_language
+from lmforge.text.quality import first_failure
+
+STOP = ["the", "of", "and", "to", "with", "that", "have", "be", "a", "in"]
+
+
+def vocabulary(rng: random.Random, size: int = 3000) -> list[str]:
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "pe", "da", "ge", "hu", "bri", "sto", "fen"]
+    return sorted({"".join(rng.choice(syllables) for _ in range(rng.randint(2, 3))) for _ in range(size)})
+
+
+def document(rng: random.Random, vocab: list[str], n_words: int = 200) -> str:
+    """Sentences of made-up words and English stop words: passes every quality filter, unique n-grams."""
+    words = [rng.choice(STOP) if rng.random() < 0.25 else rng.choice(vocab) for _ in range(n_words)]
+    sentences, i = [], 0
+    while i < len(words):
+        n = rng.randint(8, 14)
+        sentences.append(" ".join(words[i:i + n]).capitalize() + ".")
+        i += n
+    return "\n".join(" ".join(sentences[j:j + 3]) for j in range(0, len(sentences), 3))
+
+
+def near_copy(rng: random.Random, text: str, vocab: list[str]) -> str:
+    words = text.split(" ")
+    words[rng.randrange(len(words))] = rng.choice(vocab)
+    return " ".join(words)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """60 distinct documents, then exact copies (case and spacing changed) and near copies of 20 of them."""
+    rng = random.Random(0)
+    vocab = vocabulary(rng)
+    distinct = [document(rng, vocab) for _ in range(60)]
+    exact = [distinct[i].upper().replace(" ", "  ") for i in range(0, 20, 2)]
+    near = [near_copy(rng, distinct[i], vocab) for i in range(1, 20, 2)]
+    rows = [{"text": t, "id": i} for i, t in enumerate(distinct)] + [{"text": t, "id": 100 + i} for i, t in
+                                                                     enumerate(exact + near)]
+    rng.shuffle(rows[60:])
+    path = write_jsonl(tmp_path_factory.mktemp("planted") / "docs.jsonl", rows)
+    return path, distinct
+
+
+# ---- quality ----
+
+def test_quality_filters_name_what_fails():
+    rng = random.Random(1)
+    good = document(rng, vocabulary(rng))
+    q = QualityConfig()
+    assert first_failure(good, q) is None
+    assert first_failure("Too short to keep.", q) == "too_few_words"
+    assert first_failure(" ".join(["a"] * 60) + ".", q) == "short_words"
+    assert first_failure(" ".join(["#tag the of"] * 30) + ".", q) == "symbols"
+    assert first_failure("\n".join(f"- item the {w} of list." for w in good.split()[:60]), q) == "bullet_lines"
+    assert first_failure(" ".join(w.strip(".") for w in good.split() if w.lower().strip(".") not in STOP) + ".", q) == "no_stop_words"
+    assert first_failure(" ".join(f"{n} 5678 9012 the of" for n in range(1000, 1020)) + ".", q) == "non_alpha_words"
+    assert first_failure(good.replace(".", ""), q) == "no_terminal_punctuation"
+    lines = good.split("\n")
+    assert first_failure("\n".join(lines + lines[:2] * 3), q) == "duplicate_lines"
+    words = good.split()
+    assert first_failure(" ".join(words[:100] + words[20:60]) + ".", q) == "duplicate_5grams"
+    assert first_failure(" ".join(words[:60] + ["the cat sat"] * 25) + ".", q) == "top_2gram"
+    assert first_failure(good, QualityConfig(min_words=1000)) == "too_few_words"
+    off = QualityConfig(**{name: None for name in QualityConfig.model_fields})
+    assert first_failure("x", off) is None
+
+
+# ---- dedup ----
+
+def test_planted_exact_and_near_duplicates_are_found_and_distinct_documents_kept(planted, tmp_path):
+    path, distinct = planted
+    out = tmp_path / "curated.jsonl"
+    report = curate(path, out, CurateConfig(), workers=1, progress=False)
+    rows = read_jsonl(out)
+    assert [r["id"] for r in rows] == list(range(60))
+    assert [r["text"] for r in rows] == distinct
+    assert report.steps["exact_duplicate"].removed == 10
+    assert report.steps["near_duplicate"].removed == 10
+    saved = json.loads((tmp_path / "curated.report.json").read_text())
+    assert saved["extra"]["splits"] == {"all": 60} and saved["documents_out"] == 60
+
+
+def test_dedup_can_be_turned_off(planted, tmp_path):
+    path, _ = planted
+    report = curate(path, tmp_path / "all.jsonl", CurateConfig(exact_dedup=False, near_dedup=False), workers=1,
+                    progress=False)
+    assert report.documents_out == 80
+
+
+# ---- language ----
+
+SENTENCES = {
+    "en": "The committee published its annual report on Tuesday, and most of the members agreed with the findings about the budget.",
+    "de": "Der Ausschuss hat am Dienstag seinen Jahresbericht veröffentlicht, und die meisten Mitglieder stimmten den Ergebnissen zu.",
+    "fr": "Le comité a publié son rapport annuel mardi, et la plupart des membres étaient d'accord avec les conclusions sur le budget.",
+}
+
+
+def test_language_filter_keeps_the_languages_asked_and_counts_unknown(tmp_path):
+    rows = [{"text": t, "lang": k} for k, t in SENTENCES.items()] + [{"text": "12345 678 !!! ???", "lang": "?"},
+                                                                    {"text": "😀😀 👍", "lang": "?"}]
+    out = tmp_path / "en.jsonl"
+    report = curate(write_jsonl(tmp_path / "in.jsonl", rows), out,
+                    CurateConfig(languages=["en"], quality=None), workers=1, progress=False)
+    assert [r["lang"] for r in read_jsonl(out)] == ["en"]
+    assert report.steps["language"].removed == 2 and report.steps["language"].counts == {"de": 1, "fr": 1}
+    assert report.steps["unknown_language"].removed == 2
+    assert identify_language(SENTENCES["de"], 0.5)[0] == "de"
+
+
+# ---- splits and balance ----
+
+def test_splits_are_deterministic_and_near_duplicates_never_straddle(planted, tmp_path):
+    path, _ = planted
+    cfg = CurateConfig(exact_dedup=False, near_dedup=False, val_fraction=0.25, test_fraction=0.25, seed=3)
+    outputs = {}
+    for run in ("a", "b"):
+        curate(path, tmp_path / run / "c.jsonl", cfg, workers=1, progress=False)
+        outputs[run] = {s: (tmp_path / run / f"c.{s}.jsonl").read_text() for s in ("train", "val", "test")}
+    assert outputs["a"] == outputs["b"]
+    split_of = {}
+    for split, text in outputs["a"].items():
+        for row in map(json.loads, text.splitlines()):
+            split_of.setdefault(row["id"], set()).add(split)
+    assert len(split_of) == 80 and all(len(s) == 1 for s in split_of.values())
+    sizes = {s: len(t.splitlines()) for s, t in outputs["a"].items()}
+    assert all(sizes[s] >= 10 for s in sizes), sizes
+    # each copy (ids 100+, shuffled) sits in the split of its original: the document it shares most words with
+    rows = [(row, split) for split, text in outputs["a"].items() for row in map(json.loads, text.splitlines())]
+    words = {row["id"]: set(row["text"].lower().split()) for row, _ in rows}
+    split_of = {row["id"]: split for row, split in rows}
+    for copy in (i for i in words if i >= 100):
+        original = max(range(60), key=lambda i: len(words[i] & words[copy]))
+        assert split_of[original] == split_of[copy]
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    rng = random.Random(5)
+    vocab = vocabulary(rng)
+    rows = [{"text": document(rng, vocab, 60), "label": "pos" if i % 4 else "neg", "id": i} for i in range(120)]
+    return write_jsonl(tmp_path / "labelled.jsonl", rows)
+
+
+@pytest.mark.parametrize("mode,per_label", [("down", 30), ("up", 90)])
+def test_balance_resamples_labels_and_carries_fields(labelled, tmp_path, mode, per_label):
+    out = tmp_path / f"{mode}.jsonl"
+    report = curate(labelled, out, CurateConfig(label_field="label", balance=mode, seed=1), workers=1, progress=False)
+    rows = read_jsonl(out)
+    assert sorted(r["label"] for r in rows).count("neg") == per_label
+    assert sorted(r["label"] for r in rows).count("pos") == per_label
+    assert all(set(r) == {"text", "label", "id"} for r in rows)
+    assert report.steps["balance"].counts["pos before"] == 90 and report.steps["balance"].counts["neg after"] == per_label
+    assert not list(tmp_path.glob(".lmforge-balance-*"))  # the scratch file is gone
+
+
+def test_balance_to_weights_touches_train_only(labelled, tmp_path):
+    cfg = CurateConfig(label_field="label", balance="down", label_weights={"pos": 2, "neg": 1}, val_fraction=0.3)
+    curate(labelled, tmp_path / "w.jsonl", cfg, workers=1, progress=False)
+    train = [r["label"] for r in read_jsonl(tmp_path / "w.train.jsonl")]
+    val = [r["label"] for r in read_jsonl(tmp_path / "w.val.jsonl")]
+    assert train.count("pos") == 2 * train.count("neg")
+    assert len(val) + len(train) < 120 and val.count("pos") > 2 * val.count("neg")  # val keeps 3:1
+
+
+def test_balance_needs_a_label_field():
+    with pytest.raises(ValueError, match="balance needs label_field"):
+        CurateConfig(balance="up")
+
+
+# ---- scale: partitions, workers, long documents ----
+
+def test_partitioned_runs_concatenate_to_the_whole_run(planted, tmp_path):
+    """Exactly so for cleaning, and for curation's filters and splits; duplicates are found within a
+    partition only, so the curated input here has none."""
+    path, distinct = planted
+    unique = write_jsonl(tmp_path / "unique.jsonl", [{"text": t, "n": len(t)} for t in distinct])
+    cfg = CurateConfig(val_fraction=0.3)
+    curate(unique, tmp_path / "whole.jsonl", cfg, workers=1, progress=False)
+    clean(path, tmp_path / "whole.txt", CleanConfig(preset="lm"), workers=1, progress=False)
+    for i in range(3):
+        curate(unique, tmp_path / f"part{i}.jsonl", cfg, workers=1, partition=(i, 3), progress=False)
+        clean(path, tmp_path / f"part{i}.txt", CleanConfig(preset="lm"), workers=1, partition=(i, 3), progress=False)
+    for split in ("train", "val"):
+        parts = "".join((tmp_path / f"part{i}.{split}.jsonl").read_text() for i in range(3))
+        assert parts == (tmp_path / f"whole.{split}.jsonl").read_text()
+    # txt documents are separated by a blank line, so concatenated parts meet without one
+    whole = (tmp_path / "whole.txt").read_text().split("\n\n")
+    parts = [d for i in range(3) for d in (tmp_path / f"part{i}.txt").read_text().split("\n\n")]
+    assert [d.strip() for d in parts] == [d.strip() for d in whole] and len(whole) == 80
+
+
+def test_output_does_not_depend_on_the_number_of_workers(planted, tmp_path, monkeypatch):
+    monkeypatch.setattr("lmforge.text.parallel.CHUNK_DOCS", 7)  # many chunks, so two workers really share
+    path, _ = planted
+    reports = {}
+    for workers in (1, 2):
+        reports[workers] = curate(path, tmp_path / f"w{workers}.jsonl", CurateConfig(val_fraction=0.2),
+                                  clean=CleanConfig(preset="lm"), workers=workers, progress=False)
+    for split in ("train", "val", "test"):
+        assert (tmp_path / f"w1.{split}.jsonl").read_text() == (tmp_path / f"w2.{split}.jsonl").read_text()
+    one, two = (reports[w].as_dict() for w in (1, 2))
+    for key in ("steps", "documents_in", "documents_out", "bytes_in", "bytes_out", "extra"):
+        assert one[key] == two[key]
+
+
+def test_documents_over_max_chars_are_dropped_and_counted(tmp_path):
+    rng = random.Random(2)
+    vocab = vocabulary(rng)
+    src = tmp_path / "long.txt"
+    src.write_text(document(rng, vocab, 2000) + "\n\n" + document(rng, vocab, 100) + "\n")
+    report = curate(src, tmp_path / "o.jsonl", CurateConfig(max_chars=4096), DataConfig(txt_documents="blank_line"),
+                    workers=1, progress=False)
+    assert report.steps["too_long"].removed == 1 and report.documents_out == 1
+
+
+def test_prepare_refuses_curate_splits(tiny_config):
+    from lmforge.data.shards import prepare
+
+    with pytest.raises(ConfigError, match="curate.val_fraction"):
+        prepare(tiny_config("curate.val_fraction=0.1"), progress=False)
