@@ -104,25 +104,52 @@ def train(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = Ov
         typer.echo(f"\n--- sample {i} ---\n{sample}")
 
 
+@app.command()
+@one_line_errors
+def bakeoff(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg,
+            models: str = typer.Option("ffnn,rnn,lstm,gru,gpt", "--models", help="comma-separated families"),
+            budget: str = typer.Option("10m", "--budget", help="per model: time (90s, 10m, 1h) or tokens (2Mtok)"),
+            out: Optional[Path] = typer.Option(None, "--out", help="output directory (default runs/<name>-bakeoff)"),
+            no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars")) -> None:
+    """Train several architectures on the same data under the same budget and compare them."""
+    from lmforge.bakeoff import Budget, bakeoff as run_bakeoff
+
+    cfg = _config(recipe, overrides)
+    out_dir = out or Path("runs") / f"{cfg.name}-bakeoff"
+    run_bakeoff(cfg, [m.strip() for m in models.split(",") if m.strip()], Budget.parse(budget), out_dir,
+                progress=not no_progress)
+    typer.echo((out_dir / "bakeoff.md").read_text())
+
+
 @app.command("eval")
 @one_line_errors
 def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
           data: Optional[Path] = typer.Option(None, "--data", help="a text file to evaluate on (default: the validation split)"),
           checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N"),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="windows per forward pass"),
+          stride: Optional[int] = typer.Option(None, "--stride", min=1, help="sliding windows every this many tokens, each scoring only what the previous one did not (default: non-overlapping windows)"),
+          metrics: bool = typer.Option(False, "--metrics", help="also the predictive entropy, and generation metrics: continuations of prompts from the text scored against the true ones"),
+          samples: int = typer.Option(16, "--samples", min=1, help="prompts for the generation metrics"),
           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Loss, perplexity and bits per byte of a trained run."""
-    from lmforge.eval.lm import evaluate_run
+    """Loss, perplexity per token and per word, bits per byte and per character of a trained run."""
+    from lmforge.eval.lm import eval_tokens, evaluate_run, format_lm
     from lmforge.train.checkpoint import load_run
 
     run = load_run(run_dir, checkpoint)
-    result = evaluate_run(run, str(data) if data else None, batch_size or run.config.eval.batch_size)
+    data_file = str(data) if data else None
+    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, stride=stride, entropy=metrics)
+    if metrics:
+        from lmforge.eval.generation import format_generation, generation_metrics
+
+        result["generation"] = generation_metrics(run, eval_tokens(run, data_file)[0], samples)
+        for warning in result["generation"]["warnings"]:
+            typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    bpb = f", {result['bits_per_byte']:.4f} bits/byte" if "bits_per_byte" in result else ""
-    typer.echo(f"{result['data']} ({result['tokens']:,} tokens, {run.checkpoint.name}): loss {result['loss']:.4f}, "
-               f"perplexity {result['perplexity']:.2f}{bpb}")
+    typer.echo(format_lm(result))
+    if metrics:
+        typer.echo(format_generation(result["generation"]))
 
 
 @app.command()
@@ -149,3 +176,151 @@ def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
         if num_samples > 1:
             typer.echo(f"--- sample {i + 1} ---")
         typer.echo(text)
+
+
+@app.command()
+@one_line_errors
+def export(run_dir: Path = typer.Argument(..., help="a run directory"),
+           out: Path = typer.Argument(..., help="the folder to write"),
+           fmt: str = typer.Option("hf", "--format", help="hf: a transformers GPT2LMHeadModel folder with its tokenizer"),
+           checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT if it exists")) -> None:
+    """Write a run as a model folder that transformers loads (AutoModelForCausalLM.from_pretrained)."""
+    from lmforge.export import export_run
+    from lmforge.train.checkpoint import load_run
+
+    run = load_run(run_dir, checkpoint)
+    path = export_run(run, out, fmt, overwrite)
+    typer.echo(f"exported {run_dir} ({run.checkpoint.name}) to {path}")
+
+
+score_app = typer.Typer(no_args_is_help=True, help="Score system outputs in files against references.")
+app.add_typer(score_app, name="score")
+HypLinesArg = typer.Argument(..., help="the system's output, one segment per line", show_default=False)
+RefLinesArg = typer.Argument(..., help="the references, one per line, paired with the hypotheses by line number",
+                             show_default=False)
+SentencesOpt = typer.Option(False, "--sentences", help="also print each segment's score")
+JsonOpt = typer.Option(False, "--json", help="print JSON")
+
+
+def _print_score(score, as_json: bool) -> None:
+    if score.warning:
+        typer.echo(f"warning: {score.warning}", err=True)
+    typer.echo(json.dumps(score.as_dict(), indent=2) if as_json else score.format())
+
+
+@score_app.command("bleu")
+@one_line_errors
+def score_bleu(hyp: Path = HypLinesArg, ref: Path = RefLinesArg, sentences: bool = SentencesOpt,
+               as_json: bool = JsonOpt) -> None:
+    """Corpus BLEU, sacrebleu's defaults (13a tokenizer, exponential smoothing, case-sensitive)."""
+    from lmforge.eval.files import read_aligned_lines
+    from lmforge.eval.text import sacrebleu_score
+
+    _print_score(sacrebleu_score("bleu", *read_aligned_lines(hyp, ref), sentences), as_json)
+
+
+@score_app.command("chrf")
+@one_line_errors
+def score_chrf(hyp: Path = HypLinesArg, ref: Path = RefLinesArg,
+               plus: bool = typer.Option(False, "--plus", help="chrF++: word unigrams and bigrams too (word order 2)"),
+               sentences: bool = SentencesOpt, as_json: bool = JsonOpt) -> None:
+    """Corpus chrF (character 6-grams, beta 2), sacrebleu's defaults; chrF++ with --plus."""
+    from lmforge.eval.files import read_aligned_lines
+    from lmforge.eval.text import sacrebleu_score
+
+    _print_score(sacrebleu_score("chrf++" if plus else "chrf", *read_aligned_lines(hyp, ref), sentences), as_json)
+
+
+@score_app.command("meteor")
+@one_line_errors
+def score_meteor(hyp: Path = HypLinesArg, ref: Path = RefLinesArg, sentences: bool = SentencesOpt,
+                 as_json: bool = JsonOpt) -> None:
+    """Mean sentence METEOR (NLTK, 0-1) with WordNet synonyms when installed (NLTK_DATA)."""
+    from lmforge.eval.files import read_aligned_lines
+    from lmforge.eval.text import meteor
+
+    _print_score(meteor(*read_aligned_lines(hyp, ref), sentences), as_json)
+
+
+@score_app.command("entity-f1")
+@one_line_errors
+def score_entity_f1(hyp: Path = typer.Argument(..., help="predicted tags: CoNLL columns, token first and BIO tag last, a blank line between sentences", show_default=False),
+                    ref: Path = typer.Argument(..., help="gold tags, same layout, same sentences and tokens", show_default=False),
+                    as_json: bool = JsonOpt) -> None:
+    """Entity-level precision, recall and F1: exact span and type (conlleval)."""
+    from lmforge.eval.files import read_tagged_pair
+    from lmforge.eval.tasks import entity_f1, format_entity_f1
+
+    result = entity_f1(*read_tagged_pair(hyp, ref))
+    typer.echo(json.dumps(result, indent=2) if as_json else format_entity_f1(result))
+
+
+@score_app.command("squad")
+@one_line_errors
+def score_squad(hyp: Path = typer.Argument(..., help="predictions JSON: {question id: answer text}", show_default=False),
+                ref: Path = typer.Argument(..., help="the SQuAD v1.1 dataset JSON (e.g. dev-v1.1.json)", show_default=False),
+                as_json: bool = JsonOpt) -> None:
+    """SQuAD v1.1 exact match and F1 with the official answer normalisation."""
+    from lmforge.eval.files import read_squad
+    from lmforge.eval.tasks import squad_scores
+
+    result = squad_scores(*read_squad(hyp, ref))
+    typer.echo(json.dumps(result, indent=2) if as_json else
+               f"exact match {result['exact_match']:.2f}, F1 {result['f1']:.2f} ({result['questions']:,} questions, "
+               f"{result['unanswered']:,} without a prediction)")
+
+
+SourceArg = typer.Argument(..., help="the corpus: a file, folder or glob (.txt/.jsonl/.csv/.tsv/.parquet, optionally .gz)")
+OutputArg = typer.Argument(..., help="where it goes: .jsonl (the text and the record's other fields) or .txt "
+                           "(documents separated by a blank line); the report goes beside it")
+StageOverridesArg = typer.Argument(None, show_default=False, help="overrides of the stage's section (numbers=zero, "
+                                   "quality.min_words=20) or of data (data.field=review, data.txt_documents=line)")
+WorkersOpt = typer.Option(None, "--workers", min=1, help="processes (default: all cores)")
+PartitionsOpt = typer.Option(1, "--num-partitions", min=1, help="split the input into this many contiguous slices")
+PartitionOpt = typer.Option(0, "--partition", min=0, help="process only this slice (0-based); outputs concatenate")
+
+
+def _stage_config(section: str, overrides: list[str] | None, first: list[str]):
+    """The Config from stage overrides; a key that names no top-level section belongs to `section`."""
+    from lmforge.config import Config, load_config
+
+    def scoped(item: str) -> str:
+        return item if item.split(".", 1)[0] in Config.model_fields else f"{section}.{item}"
+
+    return load_config(None, [*first, *map(scoped, overrides or [])])
+
+
+@app.command("clean")
+@one_line_errors
+def clean_(source: str = SourceArg, output: Path = OutputArg, overrides: Optional[List[str]] = StageOverridesArg,
+           preset: Optional[str] = typer.Option(None, "--preset", help="lm (html, unicode, whitespace) or classic (adds lowercase, stop words, punctuation, lemmas)"),
+           steps: Optional[str] = typer.Option(None, "--steps", help="comma-separated steps, in order, instead of the preset's"),
+           workers: Optional[int] = WorkersOpt, num_partitions: int = PartitionsOpt, partition: int = PartitionOpt,
+           no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
+    """Clean a corpus step by step (see docs/cleaning.md); writes a JSON and markdown report beside the output."""
+    from lmforge.config import CleanConfig
+    from lmforge.text.clean import clean as run_clean
+
+    first = ["clean.preset=" + preset] if preset else []
+    first += ["clean.steps=" + steps] if steps else []
+    cfg = _stage_config("clean", overrides, first)
+    report = run_clean(source, output, cfg.clean or CleanConfig(), cfg.data, workers=workers,
+                       partition=(partition, num_partitions), progress=not no_progress)
+    typer.echo(report.summary())
+
+
+@app.command("curate")
+@one_line_errors
+def curate_(source: str = SourceArg, output: Path = OutputArg, overrides: Optional[List[str]] = StageOverridesArg,
+            clean_preset: Optional[str] = typer.Option(None, "--clean", help="clean with this preset (lm or classic) first, in the same pass"),
+            workers: Optional[int] = WorkersOpt, num_partitions: int = PartitionsOpt, partition: int = PartitionOpt,
+            no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
+    """Filter (language, quality), deduplicate (exact, MinHash), balance and split a corpus; writes a report."""
+    from lmforge.config import CurateConfig
+    from lmforge.text.curate import curate as run_curate
+
+    cfg = _stage_config("curate", overrides, ["clean.preset=" + clean_preset] if clean_preset else [])
+    report = run_curate(source, output, cfg.curate or CurateConfig(), cfg.data, clean=cfg.clean, workers=workers,
+                        partition=(partition, num_partitions), progress=not no_progress)
+    typer.echo(report.summary())

@@ -1,79 +1,240 @@
-"""Language-model metrics: loss, perplexity, bits per token and bits per byte.
+"""Language-model metrics: loss, perplexity per token and per word, bits per byte and per character,
+predictive entropy; over non-overlapping windows or strided sliding windows.
 
-Bits per byte divides the total cross-entropy (in bits) by the UTF-8 bytes of the predicted text, so
-models with different tokenizers compare on the same data.
+Every metric is the same total cross-entropy divided by a different count. Per token depends on the
+tokenizer; per word (whitespace-separated words of the evaluated text), per byte (UTF-8) and per
+character do not, so models with different tokenizers compare on the same text.
+
+Sliding windows follow the method Hugging Face documents for fixed-length models ("Perplexity of
+fixed-length models"): windows of block_size tokens start every `stride` tokens and each scores only the
+targets the previous window did not, so every target but the first window's sees at least
+block_size - stride tokens of context. stride = block_size is the non-overlapping evaluation itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmforge.config import DataConfig
 from lmforge.data.loader import eval_batches
+from lmforge.errors import ConfigError, DataError
+
+# (inputs, targets, scored): the loss counts only the last `scored` positions of every row
+ScoredBatch = tuple[torch.Tensor, torch.Tensor, int]
 
 
-@torch.no_grad()
+@dataclass
+class LMTotals:
+    """Sums over the scored tokens: cross-entropy and (optionally) predictive entropy, in nats."""
+
+    loss_sum: float
+    tokens: int
+    entropy_sum: float | None = None
+
+
+@torch.no_grad()  # not inference_mode: the trainer calls this on its DDP-wrapped or compiled model
+def score_batches(model: nn.Module, batches: Iterable[ScoredBatch], device: torch.device,
+                  autocast: contextlib.AbstractContextManager | None = None, entropy: bool = False) -> LMTotals:
+    """Sum the cross-entropy (and the entropy of the predicted distributions) over the scored positions."""
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    ent = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for x, y, scored in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast or contextlib.nullcontext():
+            logits, _ = model(x)
+        logits, y = logits[:, -scored:].float(), y[:, -scored:]
+        loss += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
+        if entropy:
+            logp = logits.log_softmax(dim=-1)
+            ent -= (logp.exp() * logp).sum().double()
+        count += y.numel()
+    model.train(was_training)
+    return LMTotals(loss.item(), count, ent.item() if entropy else None)
+
+
 def sum_loss(model: nn.Module, segments: list[np.ndarray], block_size: int, batch_size: int,
              device: torch.device, autocast: contextlib.AbstractContextManager | None = None,
              max_windows: int | None = None, rank: int = 0, world_size: int = 1) -> tuple[float, int]:
     """Total cross-entropy (nats) and number of predicted tokens over non-overlapping windows."""
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    for x, y in eval_batches(segments, block_size, batch_size, max_windows, rank, world_size):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast or contextlib.nullcontext():
-            logits, _ = model(x)
-        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").double()
-        count += y.numel()
-    model.train(was_training)
-    return total.item(), count
+    windows = eval_batches(segments, block_size, batch_size, max_windows, rank, world_size)
+    totals = score_batches(model, ((x, y, y.size(1)) for x, y in windows), device, autocast)
+    return totals.loss_sum, totals.tokens
 
 
-def metrics(loss_sum: float, tokens: int, n_bytes: int | None = None) -> dict:
+def sliding_window_batches(segments: list[np.ndarray], block_size: int, stride: int,
+                           batch_size: int) -> Iterator[ScoredBatch]:
+    """Windows of block_size tokens every `stride` tokens; each scores the targets its predecessor did not.
+
+    Full-length windows that score the same number of targets are batched together, in order; a segment's
+    last, shorter window comes alone. With stride = block_size these are exactly `eval_batches`' windows in
+    `eval_batches`' order, so the sums agree to the bit.
+    """
+    if not 1 <= stride <= block_size:
+        raise ConfigError(f"stride {stride}: must be between 1 and the model's block_size ({block_size})")
+    full: dict[int, list[tuple[np.ndarray, int]]] = {}
+    short: list[tuple[np.ndarray, int, int, int]] = []
+    for seg in segments:
+        last = len(seg) - 1  # index of the last target; token 0 is never a target
+        scored_to = 0
+        for start in range(0, last, stride):
+            end = min(start + block_size, last)  # this window's targets are start+1 .. end
+            if end - start == block_size:
+                full.setdefault(end - scored_to, []).append((seg, start))
+            else:
+                short.append((seg, start, end - start, end - scored_to))
+            scored_to = end
+            if end == last:
+                break
+    for scored, windows in full.items():
+        for i in range(0, len(windows), batch_size):
+            rows = [seg[s:s + block_size + 1] for seg, s in windows[i:i + batch_size]]
+            batch = torch.from_numpy(np.stack(rows).astype(np.int64))
+            yield batch[:, :-1], batch[:, 1:], scored
+    for seg, start, length, scored in short:
+        batch = torch.from_numpy(seg[start:start + length + 1].astype(np.int64))[None]
+        yield batch[:, :-1], batch[:, 1:], scored
+
+
+_WORD = re.compile(r"\S+")
+
+
+@dataclass
+class TextCounts:
+    """UTF-8 bytes, characters and whitespace-separated words of a text that arrives in pieces."""
+
+    bytes: int = 0
+    chars: int = 0
+    words: int = 0
+    # whether the text so far ends inside a word, which the next piece may continue
+    _in_word: bool = field(default=False, repr=False)
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        self.bytes += len(text.encode("utf-8"))
+        self.chars += len(text)
+        self.words += len(_WORD.findall(text)) - (self._in_word and not text[0].isspace())
+        self._in_word = not text[-1].isspace()
+
+    def end_document(self) -> None:
+        """Documents are separate texts: a word never runs across their boundary."""
+        self._in_word = False
+
+
+def predicted_text_counts(tokenizer, segments: list[np.ndarray], chunk: int = 1 << 20) -> TextCounts:
+    """Counts of the text whose tokens are predicted (every token of a segment but its first).
+
+    Decoded in chunks; the end-of-document token separates documents (decoding drops it, which would
+    otherwise glue the last word of one document to the first of the next)."""
+    counts = TextCounts()
+    eod = tokenizer.eod_id
+    for seg in segments:
+        counts.end_document()
+        for i in range(1, len(seg), chunk):
+            part = np.asarray(seg[i:i + chunk])
+            cuts = np.flatnonzero(part == eod) if eod is not None else []
+            for k, piece in enumerate(np.split(part, cuts)):
+                if k:
+                    counts.end_document()
+                counts.add(tokenizer.decode(piece))
+    return counts
+
+
+def file_text_counts(path: str, data_cfg: DataConfig) -> TextCounts:
+    """Counts of a text file as the corpus readers see it (with the run's format settings)."""
+    from lmforge.corpora import iter_pieces
+
+    counts = TextCounts()
+    for piece, ends_document in iter_pieces(data_cfg.model_copy(update={"path": str(path)})):
+        counts.add(piece)
+        if ends_document:
+            counts.end_document()
+    return counts
+
+
+def _exp(x: float) -> float:
+    return math.exp(min(x, 700.0))  # a diverged model's perplexity is huge, not an OverflowError
+
+
+def metrics(loss_sum: float, tokens: int, n_bytes: int | None = None, n_chars: int | None = None,
+            n_words: int | None = None) -> dict:
+    """Loss (nats per token), perplexity and bits per token; per byte, character and word when counted."""
     loss = loss_sum / max(tokens, 1)
-    out = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bits_per_token": loss / math.log(2),
-           "tokens": tokens}
+    bits = loss_sum / math.log(2)
+    out = {"loss": loss, "perplexity": _exp(loss), "bits_per_token": loss / math.log(2), "tokens": tokens}
     if n_bytes:
-        out["bits_per_byte"] = loss_sum / math.log(2) / n_bytes
-        out["bytes"] = n_bytes
+        out.update(bits_per_byte=bits / n_bytes, bytes=n_bytes)
+    if n_chars:
+        out.update(bits_per_char=bits / n_chars, chars=n_chars)
+    if n_words:
+        out.update(word_perplexity=_exp(loss_sum / n_words), words=n_words)
     return out
 
 
-def predicted_bytes(tokenizer, segments: list[np.ndarray], chunk: int = 1 << 20) -> int:
-    """UTF-8 bytes of the text whose tokens are predicted (every token of a segment but its first)."""
-    total = 0
-    for seg in segments:
-        for i in range(1, len(seg), chunk):
-            total += len(tokenizer.decode(seg[i:i + chunk].tolist()).encode("utf-8"))
-    return total
+def eval_tokens(run, data_file: str | None = None, split: str = "val") -> tuple[list[np.ndarray], str]:
+    """The token segments a run is evaluated on, and their name: a text file, or a split of its data."""
+    from lmforge.data.shards import encode_file, ensure_prepared, load_prepared
+
+    if data_file is not None:
+        tokens, _ = encode_file(run.tokenizer, data_file, run.config.data)
+        if len(tokens) < 2:
+            raise DataError(f"{data_file}: fewer than 2 tokens to evaluate")
+        return [tokens], str(data_file)
+    data = load_prepared(ensure_prepared(run.config, progress=False))
+    if data.tokenizer.sha256 != run.tokenizer.sha256:
+        raise DataError(f"{run.run_dir}: the prepared data was encoded with another tokenizer than this run's")
+    return data.split(split), "validation split" if split == "val" else f"{split} split"
 
 
 def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device: str | torch.device = "cpu",
-                 max_windows: int | None = None) -> dict:
-    """LM metrics of a loaded run (`checkpoint.load_run`) on its validation split or on a text file."""
-    from lmforge.data.shards import encode_file, ensure_prepared, load_prepared
-    from lmforge.errors import DataError
-
-    cfg = run.config
-    if data_file is not None:
-        tokens, n_bytes = encode_file(run.tokenizer, data_file, cfg.data)
-        segments, source = [tokens], str(data_file)
-        if len(tokens) < 2:
-            raise DataError(f"{data_file}: fewer than 2 tokens to evaluate")
+                 split: str = "val", stride: int | None = None, entropy: bool = False) -> dict:
+    """LM metrics of a loaded run (`checkpoint.load_run`) on a split of its data (default validation) or on
+    a text file: non-overlapping windows, or sliding windows every `stride` tokens; with `entropy`, the
+    mean entropy (nats) of the model's predicted distributions too."""
+    segments, source = eval_tokens(run, data_file, split)
+    block_size = run.config.model.block_size
+    started = time.perf_counter()
+    if stride is None:
+        windows: Iterable[ScoredBatch] = ((x, y, y.size(1)) for x, y in eval_batches(segments, block_size, batch_size))
     else:
-        data = load_prepared(ensure_prepared(cfg, progress=False))
-        if data.tokenizer.sha256 != run.tokenizer.sha256:
-            raise DataError(f"{run.run_dir}: the prepared data was encoded with another tokenizer than this run's")
-        segments, source = data.split("val"), "validation split"
-        n_bytes = predicted_bytes(run.tokenizer, segments)
-    loss_sum, count = sum_loss(run.model, segments, cfg.model.block_size, batch_size, torch.device(device),
-                               max_windows=max_windows)
-    return {"run": str(run.run_dir), "checkpoint": run.checkpoint.name, "data": source,
-            **metrics(loss_sum, count, n_bytes)}
+        windows = sliding_window_batches(segments, block_size, stride, batch_size)
+    totals = score_batches(run.model, windows, torch.device(device), entropy=entropy)
+    # A file is counted as read (its first token, which nothing predicts, included); a split as decoded.
+    counts = (file_text_counts(data_file, run.config.data) if data_file is not None
+              else predicted_text_counts(run.tokenizer, segments))
+    seconds = time.perf_counter() - started
+    result = {"run": str(run.run_dir), "checkpoint": run.checkpoint.name, "data": source,
+              "block_size": block_size, "stride": stride,
+              **metrics(totals.loss_sum, totals.tokens, counts.bytes, counts.chars, counts.words)}
+    if totals.entropy_sum is not None:
+        result["entropy"] = totals.entropy_sum / max(totals.tokens, 1)
+    result.update(seconds=seconds, tokens_per_s=totals.tokens / seconds if seconds > 0 else None)
+    return result
+
+
+def format_lm(result: dict) -> str:
+    """One line of the headline figures of `evaluate_run`'s result."""
+    parts = [f"loss {result['loss']:.4f}", f"perplexity {result['perplexity']:.2f}"]
+    if "word_perplexity" in result:
+        parts.append(f"word perplexity {result['word_perplexity']:.2f}")
+    if "bits_per_byte" in result:
+        parts.append(f"{result['bits_per_byte']:.4f} bits/byte")
+    if "bits_per_char" in result:
+        parts.append(f"{result['bits_per_char']:.4f} bits/char")
+    if "entropy" in result:
+        parts.append(f"entropy {result['entropy']:.4f} nats")
+    stride = f", sliding windows every {result['stride']}" if result.get("stride") else ""
+    return (f"{result['data']} ({result['tokens']:,} tokens, {result['checkpoint']}{stride}): " + ", ".join(parts))

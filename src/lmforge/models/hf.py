@@ -21,16 +21,22 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 
 
 def check_gpt2_compatible(cfg: GPTConfig) -> None:
-    """GPT-2 has learned positions, LayerNorm and a GELU MLP; other options have no GPT-2 equivalent."""
+    """GPT-2 has learned positions, LayerNorm and a GELU MLP, and neither QK-norm nor logit soft-capping; other
+    options have no GPT-2 equivalent."""
+    if cfg.arch != "gpt":  # other families lack the fields checked below
+        raise ConfigError(f"cannot export as GPT-2: model.arch={cfg.arch} (GPT-2 needs arch gpt)")
     wrong = [f"model.{name}={value}" for name, value, want in
-             (("arch", cfg.arch, "gpt"), ("pos", cfg.pos, "learned"), ("norm", cfg.norm, "layernorm"), ("mlp", cfg.mlp, "gelu"))
+             (("pos", cfg.pos, "learned"), ("norm", cfg.norm, "layernorm"), ("mlp", cfg.mlp, "gelu"),
+              ("qk_norm", cfg.qk_norm, False), ("logit_softcap", cfg.logit_softcap, None))
              if value != want]
     if wrong:
-        raise ConfigError(f"cannot export as GPT-2: {', '.join(wrong)} (GPT-2 needs arch gpt, pos learned, norm layernorm, mlp gelu)")
+        raise ConfigError(f"cannot export as GPT-2: {', '.join(wrong)} (GPT-2 needs arch gpt, pos learned, norm "
+                          f"layernorm, mlp gelu, no qk_norm, no logit_softcap)")
 
 
-def gpt2_config(cfg: GPTConfig) -> GPT2Config:
-    """The `transformers.GPT2Config` with our model's shape (transformers is imported only here)."""
+def gpt2_config(cfg: GPTConfig, eod_id: int | None = None) -> GPT2Config:
+    """The `transformers.GPT2Config` with our model's shape (transformers is imported only here); `eod_id`,
+    our tokenizer's <|endoftext|>, is its bos and eos id (GPT2Config's default, 50256, is GPT-2's own)."""
     from transformers import GPT2Config
 
     check_gpt2_compatible(cfg)
@@ -39,7 +45,7 @@ def gpt2_config(cfg: GPTConfig) -> GPT2Config:
         n_head=cfg.n_head, n_inner=int(cfg.mlp_ratio * cfg.n_embd),
         activation_function="gelu",  # exact erf GELU, as our MLP; GPT-2's default "gelu_new" is the tanh form
         resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-        layer_norm_epsilon=1e-5, tie_word_embeddings=cfg.tie_embeddings,
+        layer_norm_epsilon=1e-5, tie_word_embeddings=cfg.tie_embeddings, bos_token_id=eod_id, eos_token_id=eod_id,
     )
 
 

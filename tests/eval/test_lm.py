@@ -1,0 +1,162 @@
+"""Language-model metrics: the formulas, the counts they divide by, and sliding-window evaluation."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lmforge.config import GPTConfig
+from lmforge.errors import ConfigError
+from lmforge.eval.lm import (TextCounts, eval_tokens, evaluate_run, metrics, score_batches, sliding_window_batches,
+                             sum_loss)
+from lmforge.models.transformer import GPT
+from lmforge.train.checkpoint import load_run
+from lmforge.train.trainer import train
+
+
+def test_metrics_divide_one_total_by_each_count():
+    loss_sum = 1000.0
+    m = metrics(loss_sum, tokens=500, n_bytes=800, n_chars=700, n_words=100)
+    assert m["loss"] == 2.0 and m["perplexity"] == pytest.approx(math.exp(2.0))
+    assert m["bits_per_token"] == pytest.approx(2.0 / math.log(2))
+    assert m["bits_per_byte"] == pytest.approx(1000 / math.log(2) / 800)
+    assert m["bits_per_char"] == pytest.approx(1000 / math.log(2) / 700)
+    assert m["word_perplexity"] == pytest.approx(math.exp(10.0))
+    assert metrics(1e6, 1)["perplexity"] == math.exp(700.0)  # a diverged model: huge, not an OverflowError
+
+
+def test_text_counts_agree_however_the_text_is_cut():
+    rng = random.Random(0)
+    text = "".join(rng.choice(["word", "é", "日本", " ", "\n", "  ", "x"]) for _ in range(2000))
+    whole = TextCounts()
+    whole.add(text)
+    assert (whole.bytes, whole.chars, whole.words) == (len(text.encode()), len(text), len(text.split()))
+    cuts = sorted(rng.sample(range(1, len(text)), 50))
+    pieces = TextCounts()
+    for a, b in zip([0, *cuts], [*cuts, len(text)]):
+        pieces.add(text[a:b])
+    assert pieces == whole
+    docs = TextCounts()
+    docs.add("end of one")
+    docs.end_document()
+    docs.add("start")  # glued to "one" by the text, but a document boundary separates them
+    assert docs.words == 4
+
+
+class Uniform(nn.Module):
+    """Equal logits for every token: loss, perplexity and entropy are known exactly."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab = vocab
+
+    def forward(self, tokens, state=None):
+        return torch.zeros(*tokens.shape, self.vocab), None
+
+
+def test_a_uniform_model_has_perplexity_and_entropy_of_the_vocabulary():
+    segments = [np.arange(100) % 7]
+    totals = score_batches(Uniform(7), sliding_window_batches(segments, 16, 5, 4), torch.device("cpu"), entropy=True)
+    assert totals.tokens == 99
+    assert totals.loss_sum / totals.tokens == pytest.approx(math.log(7))
+    assert totals.entropy_sum / totals.tokens == pytest.approx(math.log(7))
+
+
+@pytest.mark.parametrize("stride", [1, 3, 8, 16])
+@pytest.mark.parametrize("length", [2, 10, 16, 17, 50])
+def test_sliding_windows_score_every_target_once_with_enough_context(stride, length):
+    block = 16
+    tokens = np.arange(length)  # each token is its own position, so a batch shows what it scores
+    scored = []
+    for x, y, n in sliding_window_batches([tokens], block, stride, batch_size=3):
+        assert x.size(1) <= block and torch.equal(y, x + 1)
+        for row_x, row_y in zip(x, y):
+            for position in range(x.size(1) - n, x.size(1)):
+                context = position + 1  # tokens the model sees for this prediction
+                target = int(row_y[position])
+                assert context >= min(target, block - stride + 1), (target, context)
+                scored.append(target)
+    assert sorted(scored) == list(range(1, length))
+
+
+def test_stride_equal_to_the_block_is_the_non_overlapping_evaluation_to_the_bit():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=11)).eval()
+    rng = np.random.default_rng(0)
+    segments = [rng.integers(0, 11, n).astype(np.uint16) for n in (40, 3, 17, 9, 64)]
+    want = sum_loss(model, segments, 8, 4, torch.device("cpu"))
+    got = score_batches(model, sliding_window_batches(segments, 8, 8, 4), torch.device("cpu"))
+    assert (got.loss_sum, got.tokens) == want
+    overlapping = score_batches(model, sliding_window_batches(segments, 8, 4, 4), torch.device("cpu"))
+    assert overlapping.tokens == want[1] and overlapping.loss_sum != want[0]
+
+
+def test_a_stride_outside_the_context_is_an_error():
+    with pytest.raises(ConfigError, match="stride 9: must be between 1 and the model's block_size"):
+        next(sliding_window_batches([np.arange(20)], 8, 9, 4))
+    with pytest.raises(ConfigError, match="stride 0"):
+        next(sliding_window_batches([np.arange(20)], 8, 0, 4))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: a second thread gains little, and loses much when other jobs share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def context_run(tmp_path_factory):
+    """A char GPT trained briefly (600 steps) on lines whose first letter decides their last words, 6 to 30
+    characters later: a model that has learned this predicts better the more context it sees."""
+    from lmforge.config import load_config
+
+    tmp = tmp_path_factory.mktemp("context")
+    rng = random.Random(0)
+    animals = ["red fox", "blue jay", "gray owl", "pink pig", "tan cat", "old dog", "big elk", "sly eel"]
+    lines = []
+    for k in (rng.randrange(8) for _ in range(800)):
+        lines.append("abcdefgh"[k] + " " + "." * rng.randrange(25) + " the " + animals[k])
+    (tmp / "animals.txt").write_text("\n".join(lines))
+    cfg = load_config(None, [f"data.path={tmp / 'animals.txt'}", f"data.prepared_dir={tmp / 'prepared'}",
+                             "tokenizer.kind=char", "model.n_layer=2", "model.n_head=4", "model.n_embd=64",
+                             "model.block_size=32", "train.micro_batch_size=16", "train.max_steps=600",
+                             "train.eval_interval=600", "optimizer.lr=5e-3", "schedule.warmup_steps=10",
+                             "train.tensorboard=false", "sample.num_samples=0"])
+    train(cfg, tmp / "run", progress=False)
+    return tmp / "run"
+
+
+def test_smaller_strides_never_increase_perplexity(context_run):
+    run = load_run(context_run)
+    perplexities = [evaluate_run(run, stride=s)["perplexity"] for s in (32, 16, 8, 4)]
+    assert perplexities == sorted(perplexities, reverse=True), perplexities
+    assert perplexities[-1] < 0.95 * perplexities[0]  # context matters for this model
+    assert evaluate_run(run, stride=32)["loss"] == evaluate_run(run)["loss"]
+
+
+def test_file_evaluation_counts_the_files_words_and_characters(context_run):
+    run = load_run(context_run)
+    text_file = context_run.parent / "animals.txt"
+    text = text_file.read_text()
+    result = evaluate_run(run, str(text_file), entropy=True)
+    assert (result["bytes"], result["chars"], result["words"]) == (len(text.encode()), len(text), len(text.split()))
+    loss_sum = result["loss"] * result["tokens"]
+    assert result["word_perplexity"] == pytest.approx(math.exp(loss_sum / result["words"]))
+    assert result["bits_per_char"] == pytest.approx(loss_sum / math.log(2) / len(text))
+    assert 0 < result["entropy"] < math.log(run.tokenizer.vocab_size)
+    assert result["tokens_per_s"] > 0 and result["stride"] is None
+
+
+def test_validation_split_counts_the_decoded_predicted_text(context_run):
+    run = load_run(context_run)
+    result = evaluate_run(run)
+    (segment,), source = eval_tokens(run)
+    text = run.tokenizer.decode(segment[1:])
+    assert source == "validation split" and result["data"] == "validation split"
+    assert (result["chars"], result["words"]) == (len(text), len(text.split()))
