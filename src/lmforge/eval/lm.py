@@ -26,20 +26,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmforge.config import DataConfig
-from lmforge.data.loader import eval_batches
+from lmforge.data.loader import eval_batches, stream_eval_batches
 from lmforge.errors import ConfigError, DataError
+from lmforge.models import is_recurrent
 
-# (inputs, targets, scored): the loss counts only the last `scored` positions of every row
-ScoredBatch = tuple[torch.Tensor, torch.Tensor, int]
+# (inputs, targets, scored[, reset]): the loss counts only the last `scored` positions of every row; a
+# recurrent model's state carries over from the previous batch unless reset is True (the default)
+ScoredBatch = tuple
 
 
 @dataclass
 class LMTotals:
-    """Sums over the scored tokens: cross-entropy and (optionally) predictive entropy, in nats."""
+    """Sums over the scored tokens: cross-entropy and (optionally) predictive entropy, in nats; for a
+    forward/backward pair (BiLM), each direction's cross-entropy over its own token pairs."""
 
     loss_sum: float
     tokens: int
     entropy_sum: float | None = None
+    direction_sums: dict[str, float] | None = None
+    direction_tokens: int = 0
 
 
 @torch.no_grad()  # not inference_mode: the trainer calls this on its DDP-wrapped or compiled model
@@ -51,10 +56,20 @@ def score_batches(model: nn.Module, batches: Iterable[ScoredBatch], device: torc
     loss = torch.zeros((), dtype=torch.float64, device=device)
     ent = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
-    for x, y, scored in batches:
+    inner = getattr(model, "module", model)  # DDP keeps the model's own attributes on .module
+    directions: dict[str, float] | None = None
+    pairs = 0
+    state = None
+    for x, y, scored, *reset in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if not reset or reset[0]:
+            state = None
         with autocast or contextlib.nullcontext():
-            logits, _ = model(x)
+            logits, state = model(x, state)
+        if getattr(inner, "last_losses", None) is not None:  # BiLM: both directions, over B * (T - 1) pairs
+            n = x.size(0) * (x.size(1) - 1)
+            directions = {k: (directions or {}).get(k, 0.0) + v.item() * n for k, v in inner.last_losses.items()}
+            pairs += n
         logits, y = logits[:, -scored:].float(), y[:, -scored:]
         loss += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
         if entropy:
@@ -62,15 +77,32 @@ def score_batches(model: nn.Module, batches: Iterable[ScoredBatch], device: torc
             ent -= (logp.exp() * logp).sum().double()
         count += y.numel()
     model.train(was_training)
-    return LMTotals(loss.item(), count, ent.item() if entropy else None)
+    return LMTotals(loss.item(), count, ent.item() if entropy else None, directions, pairs)
+
+
+def window_batches(segments: list[np.ndarray], block_size: int, batch_size: int, recurrent: bool = False,
+                   max_windows: int | None = None, rank: int = 0, world_size: int = 1) -> Iterator[ScoredBatch]:
+    """Non-overlapping windows scoring every target once. A recurrent model reads the text as
+    `batch_size` parallel streams with its state carried from window to window (as it was trained);
+    under DDP rank 0 does that alone (a stream cannot be split), the others score nothing."""
+    if recurrent:
+        if rank == 0:
+            for n, (x, y, reset) in enumerate(stream_eval_batches(segments, block_size, batch_size)):
+                if max_windows is not None and n * batch_size >= max_windows:
+                    break
+                yield x, y, y.size(1), reset
+        return
+    for x, y in eval_batches(segments, block_size, batch_size, max_windows, rank, world_size):
+        yield x, y, y.size(1)
 
 
 def sum_loss(model: nn.Module, segments: list[np.ndarray], block_size: int, batch_size: int,
              device: torch.device, autocast: contextlib.AbstractContextManager | None = None,
-             max_windows: int | None = None, rank: int = 0, world_size: int = 1) -> tuple[float, int]:
+             max_windows: int | None = None, rank: int = 0, world_size: int = 1,
+             recurrent: bool = False) -> tuple[float, int]:
     """Total cross-entropy (nats) and number of predicted tokens over non-overlapping windows."""
-    windows = eval_batches(segments, block_size, batch_size, max_windows, rank, world_size)
-    totals = score_batches(model, ((x, y, y.size(1)) for x, y in windows), device, autocast)
+    windows = window_batches(segments, block_size, batch_size, recurrent, max_windows, rank, world_size)
+    totals = score_batches(model, windows, device, autocast)
     return totals.loss_sum, totals.tokens
 
 
@@ -207,8 +239,12 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
     segments, source = eval_tokens(run, data_file, split)
     block_size = run.config.model.block_size
     started = time.perf_counter()
+    recurrent = is_recurrent(run.config.model)
     if stride is None:
-        windows: Iterable[ScoredBatch] = ((x, y, y.size(1)) for x, y in eval_batches(segments, block_size, batch_size))
+        windows: Iterable[ScoredBatch] = window_batches(segments, block_size, batch_size, recurrent)
+    elif recurrent:
+        raise ConfigError("--stride: sliding windows are for fixed-context models; a recurrent model carries "
+                          "its state through the whole text instead")
     else:
         windows = sliding_window_batches(segments, block_size, stride, batch_size)
     totals = score_batches(run.model, windows, torch.device(device), entropy=entropy)
@@ -221,6 +257,9 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
               **metrics(totals.loss_sum, totals.tokens, counts.bytes, counts.chars, counts.words)}
     if totals.entropy_sum is not None:
         result["entropy"] = totals.entropy_sum / max(totals.tokens, 1)
+    if totals.direction_sums:  # a forward/backward pair reports each direction's perplexity
+        for name, total in totals.direction_sums.items():
+            result[f"{name}_perplexity"] = _exp(total / totals.direction_tokens)
     result.update(seconds=seconds, tokens_per_s=totals.tokens / seconds if seconds > 0 else None)
     return result
 
@@ -236,5 +275,8 @@ def format_lm(result: dict) -> str:
         parts.append(f"{result['bits_per_char']:.4f} bits/char")
     if "entropy" in result:
         parts.append(f"entropy {result['entropy']:.4f} nats")
+    for name in ("forward", "backward"):
+        if f"{name}_perplexity" in result:
+            parts.append(f"{name} LM perplexity {result[f'{name}_perplexity']:.2f}")
     stride = f", sliding windows every {result['stride']}" if result.get("stride") else ""
     return (f"{result['data']} ({result['tokens']:,} tokens, {result['checkpoint']}{stride}): " + ", ".join(parts))

@@ -31,3 +31,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     except KeyError:
         raise ConfigError(f"model.arch: unknown architecture {cfg.arch!r} (known: {', '.join(ARCHITECTURES)})") from None
     return make(cfg)
+
+
+def is_recurrent(cfg) -> bool:
+    """Whether the family carries state from one window to the next (trained and evaluated as streams)."""
+    return cfg.arch in ("rnn", "lstm", "gru")

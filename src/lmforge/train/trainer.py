@@ -27,7 +27,7 @@ from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
-from lmforge.models import build_model
+from lmforge.models import build_model, is_recurrent
 from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
@@ -55,10 +55,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
         return _train(cfg, Path(run_dir or Path("runs") / cfg.name), d, resume, overwrite, progress)
     finally:
         shutdown(d)
-
-
-def is_recurrent(cfg: Config) -> bool:
-    return cfg.model.arch in ("rnn", "lstm", "gru")
 
 
 def peak_memory_mib(device: torch.device) -> float:
@@ -113,7 +109,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device)
-    recurrent = is_recurrent(cfg)
+    recurrent = is_recurrent(cfg.model)
     if recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
     else:
@@ -155,7 +151,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
 
     def evaluate() -> float:
         loss_sum, count = sum_loss(model, val, cfg.model.block_size, tc.eval_batch_size, d.device, autocast,
-                                   tc.eval_max_windows, d.rank, d.world_size)
+                                   tc.eval_max_windows, d.rank, d.world_size, recurrent=recurrent)
         totals = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device), d)
         return (totals[0] / totals[1]).item()
 
