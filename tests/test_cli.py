@@ -38,6 +38,7 @@ def test_train_eval_generate(trained, tiny_corpus, tmp_path):
     result = json.loads(out)
     assert result["data"] == "validation split" and result["checkpoint"] == "step-6"
     assert result["perplexity"] > 1 and 0 < result["bits_per_byte"] < 8
+    assert_one_line_error(*run("eval", trained, "--split", "test")[::2], "no split 'test'")
     code, out, _ = run("eval", trained, "--data", tiny_corpus)
     assert code == 0 and "perplexity" in out and "bits/byte" in out
     code, out, _ = run("generate", trained, "--prompt", "the cat", "--max-new-tokens", 15, "--seed", 1)

@@ -68,9 +68,9 @@ def prepare(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = 
 
     data = load_prepared(ensure_prepared(_config(recipe, overrides), progress=not no_progress))
     meta = data.meta
-    splits = {name: sum(end - start for _, start, end in ranges) for name, ranges in meta["splits"].items()}
-    typer.echo(f"prepared {data.path}: {meta['total_tokens']:,} tokens ({splits['train']:,} train, "
-               f"{splits['val']:,} val), vocabulary {meta['vocab_size']:,}, {meta['documents']:,} documents")
+    splits = ", ".join(f"{sum(end - start for _, start, end in ranges):,} {name}" for name, ranges in meta["splits"].items())
+    typer.echo(f"prepared {data.path}: {meta['total_tokens']:,} tokens ({splits}), "
+               f"vocabulary {meta['vocab_size']:,}, {meta['documents']:,} documents")
 
 
 @app.command()
@@ -125,23 +125,30 @@ def bakeoff(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = 
 @one_line_errors
 def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
           data: Optional[Path] = typer.Option(None, "--data", help="a text file to evaluate on (default: the validation split)"),
+          split: str = typer.Option("val", "--split", help="the split of the run's prepared data: val, test (when data.test_path is set) or train"),
           checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N"),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="windows per forward pass"),
           stride: Optional[int] = typer.Option(None, "--stride", min=1, help="sliding windows every this many tokens, each scoring only what the previous one did not (default: non-overlapping windows)"),
           metrics: bool = typer.Option(False, "--metrics", help="also the predictive entropy, and generation metrics: continuations of prompts from the text scored against the true ones"),
           samples: int = typer.Option(16, "--samples", min=1, help="prompts for the generation metrics"),
           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Loss, perplexity per token and per word, bits per byte and per character of a trained run."""
+    """Loss, perplexity per token and per word, bits per byte and per character of a trained run; on a
+    fine-tuned run (lmforge finetune), its task metrics on --data or the recipe's val_path."""
     from lmforge.eval.lm import eval_tokens, evaluate_run, format_lm
+    from lmforge.finetune.predict import is_task_run
     from lmforge.train.checkpoint import load_run
 
+    if is_task_run(run_dir):
+        _eval_task_run(run_dir, data, checkpoint, batch_size, as_json)
+        return
     run = load_run(run_dir, checkpoint)
     data_file = str(data) if data else None
-    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, stride=stride, entropy=metrics)
+    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, split=split, stride=stride,
+                          entropy=metrics)
     if metrics:
         from lmforge.eval.generation import format_generation, generation_metrics
 
-        result["generation"] = generation_metrics(run, eval_tokens(run, data_file)[0], samples)
+        result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], samples)
         for warning in result["generation"]["warnings"]:
             typer.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -150,6 +157,56 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
     typer.echo(format_lm(result))
     if metrics:
         typer.echo(format_generation(result["generation"]))
+
+
+def _eval_task_run(run_dir: Path, data: Optional[Path], checkpoint: str, batch_size: Optional[int],
+                   as_json: bool) -> None:
+    from lmforge.eval.tasks import format_entity_f1
+    from lmforge.finetune.predict import evaluate_task_run, headline
+
+    result = evaluate_task_run(run_dir, data, checkpoint, batch_size or 32)
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['task']} on {result['data']}: {headline(result)}")
+    if result["task"] == "tag":
+        typer.echo(format_entity_f1(result))
+
+
+@app.command()
+@one_line_errors
+def finetune(recipe: str = typer.Argument(..., help="a YAML recipe with a finetune section (configs/sst2-minilm.yaml)"),
+             overrides: Optional[List[str]] = OverridesArg,
+             run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where the run goes (default runs/<name>)"),
+             overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in the run directory"),
+             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
+    """Fine-tune a backbone (an lmforge run or a local HF model) on a task: classify, tag, qa or lm."""
+    from lmforge.finetune.predict import headline
+    from lmforge.finetune.train import finetune as run_finetune
+
+    result = run_finetune(_config(recipe, overrides), run_dir, overwrite=overwrite, progress=not no_progress)
+    scores = f", {headline(result.metrics)}" if result.metrics else ""
+    typer.echo(f"\n{result.run_dir}: step {result.step}{scores}, {result.elapsed_s:.0f} s")
+
+
+@app.command()
+@one_line_errors
+def predict(run_dir: Path = typer.Argument(..., help="a fine-tuned run directory"),
+            input_path: Path = typer.Option(..., "--input", help="texts (.tsv/.csv/.jsonl/.txt), CoNLL tokens or SQuAD JSON"),
+            output: Optional[Path] = typer.Option(None, "--output", help="where the predictions go (default: printed)"),
+            checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N"),
+            batch_size: int = typer.Option(32, "--batch-size", min=1, help="sequences per forward pass")) -> None:
+    """Predict with a fine-tuned run, in the input's format: the table with its label column filled in, CoNLL
+    token/tag columns, or SQuAD predictions {question id: answer}."""
+    from lmforge.finetune.predict import predict_file
+
+    text = predict_file(run_dir, input_path, output, checkpoint, batch_size)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {output}", err=True)
 
 
 @app.command()
