@@ -6,9 +6,6 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """About 30 kB of seeded pseudo-sentences: enough for a tiny char model to learn something."""

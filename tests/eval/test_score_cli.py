@@ -113,7 +113,7 @@ def trained(tiny_overrides, tmp_path):
 
 
 def test_eval_metrics_and_stride(trained, monkeypatch):
-    from conftest import SHARED_DATA
+    from shared_data import SHARED_DATA
 
     monkeypatch.setenv("NLTK_DATA", str(SHARED_DATA / "nltk_data"))
     code, out, _ = run("eval", trained, "--metrics", "--samples", 4, "--json")

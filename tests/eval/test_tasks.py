@@ -1,7 +1,7 @@
 """Classification metrics, conlleval entity F1 and SQuAD EM/F1, held to the published numbers."""
 
 import pytest
-from conftest import SHARED_DATA
+from shared_data import SHARED_DATA
 
 from lmforge.errors import DataError
 from lmforge.eval.files import read_squad, read_tagged_pair

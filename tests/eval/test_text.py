@@ -4,7 +4,7 @@ import math
 
 import nltk
 import pytest
-from conftest import SHARED_DATA
+from shared_data import SHARED_DATA
 
 from lmforge.errors import DataError
 from lmforge.eval.files import read_lines

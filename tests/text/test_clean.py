@@ -3,7 +3,7 @@ import zipfile
 
 import pytest
 
-from conftest import SHARED_DATA
+from shared_data import SHARED_DATA
 from lmforge.config import CleanConfig, DataConfig
 from lmforge.errors import ConfigError, DataError
 from lmforge.text.clean import PRESETS, Cleaner, clean
