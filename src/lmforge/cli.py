@@ -177,7 +177,7 @@ def _eval_task_run(run_dir: Path, data: Optional[Path], checkpoint: str, batch_s
 
 @app.command()
 @one_line_errors
-def finetune(recipe: str = typer.Argument(..., help="a YAML recipe with a finetune section (configs/sst2-minilm.yaml)"),
+def finetune(recipe: Optional[str] = typer.Argument(None, help="a YAML recipe with a finetune section (configs/sst2-minilm.yaml)", show_default=False),
              overrides: Optional[List[str]] = OverridesArg,
              run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where the run goes (default runs/<name>)"),
              overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in the run directory"),

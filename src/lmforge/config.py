@@ -124,12 +124,12 @@ ARCHITECTURES = ("gpt", "ffnn", "rnn", "lstm", "gru")
 
 
 class OptimizerConfig(Section):
-    name: Literal["adamw", "sgd", "muon"] = Field("adamw", description="optimizer: AdamW; SGD (with optional momentum) as the classic RNN LM recipes use; or Muon for hidden matrices with AdamW for the rest")
+    name: Literal["auto", "adamw", "sgd", "muon"] = Field("auto", description="optimizer: auto = muon when pretraining a gpt, adamw otherwise; AdamW; SGD (with optional momentum) as the classic RNN LM recipes use; or Muon for hidden matrices with AdamW for the rest")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
-    muon_lr: float = Field(0.02, gt=0, description="Muon: peak rate of the orthogonalised updates (follows the same schedule as lr)")
+    muon_lr: float = Field(0.03, gt=0, description="Muon: peak rate of the orthogonalised updates (follows the same schedule as lr)")
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon: Nesterov momentum")
     nesterov: bool = Field(False, description="SGD with Nesterov momentum")
     weight_decay: float = Field(0.1, ge=0, description="weight decay on 2-D weights, not biases, norms or gains (decoupled in AdamW, added to the gradient in SGD)")
@@ -150,7 +150,7 @@ class ScheduleConfig(Section):
 
 
 class TrainConfig(Section):
-    max_steps: int = Field(1500, ge=1, description="optimizer steps")
+    max_steps: int = Field(1000, ge=1, description="optimizer steps")
     micro_batch_size: int = Field(16, ge=1, description="sequences per forward pass per process")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (global batch = micro_batch_size x grad_accum_steps x world size)")
     grad_clip: float = Field(1.0, ge=0, description="clip the global gradient norm to this; 0 = off")
@@ -271,6 +271,49 @@ class CurateConfig(Section):
         return self
 
 
+class LoraOptions(Section):
+    """LoRA adapters (Hu et al. 2021) through `peft`: the backbone's weights stay frozen, low-rank updates train."""
+
+    r: int = Field(8, ge=1, description="rank of each low-rank update")
+    alpha: float = Field(16.0, gt=0, description="scaling: the update is multiplied by alpha / r")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the adapter's input")
+    target_modules: list[str] | None = Field(None, description="names of the linear layers that get adapters; empty = query,value for HF BERT-like models (peft's defaults), c_attn for an lmforge GPT")
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+
+class FinetuneConfig(Section):
+    """Fine-tuning a pretrained backbone on a task (finetune/, docs/finetuning.md): `lmforge finetune`."""
+
+    task: Literal["classify", "tag", "qa", "lm"] = Field("classify", description="classify: a label per text; tag: a BIO tag per word (NER); qa: extractive question answering (SQuAD); lm: language-model fine-tuning on domain text (ULMFiT stage 2)")
+    backbone: str = Field(..., description="an lmforge run directory (gpt, rnn, lstm, gru), a local Hugging Face model folder (AutoModel), or py:PACKAGE/FOLDER, a folder inside an installed Python package")
+    backbone_checkpoint: str = Field("last", description="lmforge backbones: last, best or step-N")
+    train_path: str = Field(..., description="training data: .tsv/.csv/.jsonl (classify, lm), CoNLL columns (tag), SQuAD JSON (qa)")
+    val_path: str | None = Field(None, description="validation data in the same format, evaluated after every epoch and by lmforge eval")
+    format: Literal["auto", "tsv", "csv", "jsonl", "txt"] = Field("auto", description="classify and lm files: auto = from the extension (txt: one text per line, no labels: lm data or predict input)")
+    text_column: str = Field("text", description="the column or JSON field holding the text (classify, lm)")
+    label_column: str = Field("label", description="the column or JSON field holding the label (classify)")
+    multi_label: bool = Field(False, description="classify: each text has any number of labels, separated by label_separator (sigmoid outputs)")
+    label_separator: str = Field(",", min_length=1, description="multi_label: what separates a text's labels")
+    max_length: int = Field(128, ge=8, description="tokens per sequence, special tokens included; longer texts are cut (qa: contexts are split)")
+    doc_stride: int = Field(128, ge=0, description="qa: tokens shared by consecutive windows of a long context")
+    max_query_length: int = Field(64, ge=1, description="qa: question tokens kept")
+    max_answer_length: int = Field(30, ge=1, description="qa: longest answer span considered, in tokens")
+    pooling: Literal["first", "last", "mean", "concat"] = Field("first", description="classify: the text's vector: the first token ([CLS]), the last real token, the mean, or ULMFiT's concat of last, max and mean")
+    head_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the features the head reads")
+    epochs: int = Field(3, ge=1, description="passes over the training data")
+    batch_size: int = Field(32, ge=1, description="sequences per optimizer step")
+    max_train_examples: int | None = Field(None, ge=1, description="train on only the first this many training sequences (qa: context windows), for learning curves; empty = all")
+    unfreeze: Literal["none", "epoch", "steps"] = Field("none", description="gradual unfreezing: none = everything trains from the start; epoch / steps = only the head at first, then one more layer group from the top down every epoch / unfreeze_steps steps")
+    unfreeze_steps: int = Field(100, ge=1, description="unfreeze=steps: steps between unfreezing layer groups")
+    discriminative_factor: float = Field(2.6, ge=1.0, description="layer group at depth d below the head trains at lr / factor^d (ULMFiT); 1 = one rate for all")
+    lora: LoraOptions | None = Field(None, description="train LoRA adapters instead of the backbone's weights; merged into the weights when saved; null = full fine-tuning")
+    keep_last: int = Field(1, ge=1, description="checkpoints to keep besides the best one")
+
+
 class Config(Section):
     name: str = Field("default", description="run name: the run directory is runs/<name> unless --run-dir is given")
     data: DataConfig = Field(default_factory=DataConfig)
@@ -283,6 +326,7 @@ class Config(Section):
     sample: SampleConfig = Field(default_factory=SampleConfig)
     clean: CleanConfig | None = Field(None, description="clean the corpus before tokenizing (prepare); null = no cleaning stage")
     curate: CurateConfig | None = Field(None, description="curate the corpus (after cleaning) before tokenizing; null = no curation stage")
+    finetune: FinetuneConfig | None = Field(None, description="fine-tune a backbone on a task (lmforge finetune); null = not a fine-tuning recipe")
 
     @model_validator(mode="before")
     @classmethod
@@ -290,6 +334,14 @@ class Config(Section):
         if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data["model"]:
             data = {**data, "model": {"arch": "gpt", **data["model"]}}
         return data
+
+    @model_validator(mode="after")
+    def _resolve_optimizer(self) -> "Config":
+        # Muon reaches a given loss in about half the steps of AdamW on a GPT (docs/BENCHMARKS.md, Tiny
+        # Shakespeare speedrun); fine-tuning and the other families keep AdamW, which they were tuned with.
+        if self.optimizer.name == "auto":
+            self.optimizer.name = "muon" if self.model.arch == "gpt" and self.finetune is None else "adamw"
+        return self
 
     def data_key(self) -> str:
         """Hash of everything that decides the prepared token shards (not the model or training)."""

@@ -1,0 +1,229 @@
+"""The fine-tuning recipe: a backbone, a task head and task data composed into one training loop.
+
+ULMFiT's techniques (Howard & Ruder 2018), each a config option:
+- discriminative learning rates: the model is cut into layer groups (embeddings, each layer, the head); group
+  at depth d below the head gets lr / factor^d, carried as the param group's `lr_scale` that the schedule's
+  rate is multiplied by (as in the LM trainer);
+- gradual unfreezing: at first only the head trains; every epoch (or every N steps) the next group down joins.
+  A frozen parameter has requires_grad off, so it gets no gradient and the optimizer skips it entirely (no
+  update, no weight decay): it stays bit-identical until its group is unfrozen;
+- the slanted triangular rate is `schedule.name: slanted_triangular` (train/schedules.py);
+- LoRA adapters (finetune/lora.py) in place of the backbone's own weights.
+
+The run directory is an lmforge run directory: config.yaml, metrics.jsonl, checkpoints/step-N/ written by
+train/checkpoint.py (atomically), plus task.json (task and label map) and what rebuilds the backbone. A task lm
+run saves the LM itself, so it is also an ordinary run (`load_run`, `lmforge generate`, and the backbone of a
+classifier next: ULMFiT's three stages).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lmforge.config import Config, FinetuneConfig, OptimizerConfig, save_config
+from lmforge.errors import CheckpointError, ConfigError
+from lmforge.finetune.backbones import LmforgeBackbone, load_backbone, save_backbone_files
+from lmforge.finetune.data import (collate, column, label_list, read_squad_examples, read_table, read_tagged,
+                                   split_labels)
+from lmforge.finetune.heads import TaskModel, build_head, task_loss
+from lmforge.finetune.predict import Task, encode_file, evaluate, headline
+from lmforge.io import atomic_write_json
+from lmforge.train.checkpoint import list_checkpoints, save_checkpoint
+from lmforge.train.logging import RunLogger
+from lmforge.train.schedules import lr_at
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    step: int
+    metrics: dict | None  # on val_path after the last epoch
+    elapsed_s: float
+
+
+def train_labels(fc: FinetuneConfig) -> list[str]:
+    """The label map: every class (classify) or tag (tag) in the training data, sorted."""
+    if fc.task == "classify":
+        table = read_table(fc.train_path, fc.format, fc.text_column)
+        column(table, fc.text_column, "text")  # a missing text column is named before the label column
+        return label_list(split_labels(column(table, fc.label_column, "label"), fc.multi_label, fc.label_separator),
+                          table.path)
+    if fc.task == "tag":
+        sentences = read_tagged(fc.train_path, labelled=True)
+        return sorted({t for s in sentences for t in s.tags})
+    if fc.task == "qa":
+        read_squad_examples(fc.train_path, labelled=True)  # checked before the backbone loads
+    return []
+
+
+def layer_param_groups(groups: list[list[nn.Parameter]], trainable: set[int], factor: float,
+                       weight_decay: float) -> list[dict]:
+    """Optimizer param groups: per layer group (bottom to top), one with weight decay for matrices and one
+    without for biases and norms, each with lr_scale = factor^-(depth below the top group)."""
+    out = []
+    for index, params in enumerate(groups):
+        depth = len(groups) - 1 - index
+        params = [p for p in params if id(p) in trainable]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.dim() >= 2) == decay]
+            if chosen:
+                out.append({"params": chosen, "weight_decay": weight_decay if decay else 0.0,
+                            "lr_scale": factor ** -depth, "layer_group": index})
+    return out
+
+
+def make_optimizer(param_groups: list[dict], cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+    if cfg.name == "muon":
+        raise ConfigError("optimizer.name=muon: fine-tuning takes adamw or sgd")
+    impl = cfg.impl
+    if impl == "auto":  # as train/optim.py: fused kernels where torch has them
+        impl = "fused" if device.type in ("cpu", "cuda") else "foreach"
+    kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+    if cfg.name == "sgd":
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **kwargs)
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+
+
+def unfrozen_count(fc: FinetuneConfig, n_groups: int, epoch: int, step: int) -> int:
+    """How many layer groups, counted from the top, train at this point of the run."""
+    if fc.unfreeze == "none":
+        return n_groups
+    stage = epoch if fc.unfreeze == "epoch" else step // fc.unfreeze_steps
+    return min(1 + stage, n_groups)
+
+
+def set_trainable(groups: list[list[nn.Parameter]], trainable: set[int], n_unfrozen: int) -> None:
+    first = len(groups) - n_unfrozen
+    for index, params in enumerate(groups):
+        for p in params:
+            p.requires_grad_(index >= first and id(p) in trainable)
+
+
+def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if (list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists()) and not overwrite:
+        raise CheckpointError(f"{run_dir}: run directory already holds a run; use --overwrite to start again")
+
+
+def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool = False,
+             progress: bool = True) -> FinetuneResult:
+    """Fine-tune `cfg.finetune.backbone` on the task into `run_dir` (default runs/<name>)."""
+    started = time.perf_counter()
+    fc = cfg.finetune
+    if fc is None:
+        raise ConfigError("finetune: the recipe has no finetune section (task, backbone, train_path)")
+    run_dir = Path(run_dir or Path("runs") / cfg.name)
+    _check_run_dir(run_dir, overwrite)
+    tc = cfg.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    device = torch.device("cuda" if tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+
+    labels = train_labels(fc)
+    torch.manual_seed(tc.seed)
+    backbone = load_backbone(fc.backbone, fc.task, fc.backbone_checkpoint)
+    if backbone.max_positions and fc.max_length > backbone.max_positions:
+        raise ConfigError(f"finetune.max_length: {fc.max_length} is longer than the backbone takes "
+                          f"({backbone.max_positions} positions)")
+    model = TaskModel(backbone, build_head(fc.task, backbone, len(labels), fc.pooling, fc.head_dropout))
+    task = Task(fc, labels, model)
+    train_set = encode_file(task, fc.train_path, labelled=True)
+    features = train_set.features[:fc.max_train_examples] if fc.max_train_examples else train_set.features
+    val_set = encode_file(task, fc.val_path, labelled=True) if fc.val_path else None
+
+    # which parameters may ever train: all, or with LoRA the adapters and the head
+    if fc.lora is not None:
+        from lmforge.finetune.lora import add_lora
+
+        adapters = add_lora(backbone, fc.lora)
+        head_params = list(model.head.parameters()) if model.head is not None else []
+        trainable = {id(p) for p in [*adapters, *head_params]}
+    else:
+        trainable = {id(p) for p in model.parameters()}
+    for p in model.parameters():  # set_trainable below only visits groups that can train
+        p.requires_grad_(id(p) in trainable)
+    model.to(device)
+    groups = [g for g in model.layer_groups() if any(id(p) in trainable for p in g)]
+    optimizer = make_optimizer(layer_param_groups(groups, trainable, fc.discriminative_factor,
+                                                  cfg.optimizer.weight_decay), cfg.optimizer, device)
+    steps_per_epoch = math.ceil(len(features) / fc.batch_size)
+    total_steps = fc.epochs * steps_per_epoch
+
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = cfg.model_copy(deep=True)
+    if isinstance(backbone, LmforgeBackbone):
+        saved.model = backbone.lm.config  # so the run rebuilds the backbone's shape (and load_run reads a task lm run)
+    save_config(saved, run_dir / "config.yaml")
+    save_backbone_files(backbone, run_dir)
+    atomic_write_json(run_dir / "task.json", {"task": fc.task, "labels": labels, "backbone": backbone.kind,
+                                              "backbone_source": str(fc.backbone)})
+
+    log = RunLogger(run_dir, total_steps, 0, True, tc.tensorboard, progress)
+    for warning in [*train_set.warnings, *(val_set.warnings if val_set else [])]:
+        log.write(f"warning: {warning}")
+    log.write(f"{len(features):,} training sequences, {len(groups)} layer groups, {total_steps:,} steps")
+
+    step, metrics = 0, None
+    window_start, window_tokens = time.perf_counter(), 0
+    model.train()
+    for epoch in range(fc.epochs):
+        order = torch.randperm(len(features), generator=torch.Generator().manual_seed(tc.seed + epoch)).tolist()
+        for start in range(0, len(order), fc.batch_size):
+            n_unfrozen = unfrozen_count(fc, len(groups), epoch, step)
+            set_trainable(groups, trainable, n_unfrozen)
+            lr = lr_at(step, cfg.optimizer.lr, cfg.schedule, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            batch = collate([features[i] for i in order[start:start + fc.batch_size]], backbone.special.pad,
+                            fc.task, fc.multi_label)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            window_tokens += int(batch["mask"].sum())
+            logits = model(batch["ids"], batch["mask"], batch["type_ids"])
+            loss = task_loss(fc.task, logits, batch["target"], fc.multi_label)
+            loss.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], tc.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % tc.log_interval == 0 or step == total_steps:
+                tokens_per_s = window_tokens / (time.perf_counter() - window_start)
+                log.log(step, loss=loss.item(), lr=lr, epoch=epoch, unfrozen_groups=n_unfrozen,
+                        tokens_per_s=tokens_per_s)
+                log.advance(loss.item(), tokens_per_s)
+                window_start, window_tokens = time.perf_counter(), 0
+            else:
+                log.advance()
+        metrics = evaluate(task, val_set, fc.batch_size) if val_set is not None else None
+        if metrics is not None:
+            log.log(step, val_loss=metrics["loss"], **{k: v for k, v in metrics.items()
+                                                        if isinstance(v, float) and k != "loss"})
+            log.write(f"epoch {epoch + 1}: {headline(metrics)}")
+            window_start = time.perf_counter()  # evaluation time is not training throughput
+        _save(run_dir, step, model, fc, optimizer, epoch, metrics)
+    log.close()
+    return FinetuneResult(run_dir, step, metrics, time.perf_counter() - started)
+
+
+def _save(run_dir: Path, step: int, model: TaskModel, fc: FinetuneConfig, optimizer: torch.optim.Optimizer,
+          epoch: int, metrics: dict | None) -> None:
+    """A checkpoint of the model as predict loads it: LoRA merged into the weights; for task lm the LM alone."""
+    exported: nn.Module = model
+    if fc.lora is not None:
+        from lmforge.finetune.lora import merged_copy
+
+        exported = merged_copy(model)
+    if fc.task == "lm":
+        exported = exported.backbone.lm
+    state = {"epoch": epoch + 1, "val_loss": metrics["loss"] if metrics else None,
+             "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}}
+    save_checkpoint(run_dir, step, exported, optimizer, state, fc.keep_last)
