@@ -74,3 +74,30 @@ def test_data_key_ignores_model_settings():
     a, b = Config(), load_config(None, ["model.n_layer=9"])
     c = load_config(None, ["tokenizer.vocab_size=512"])
     assert a.data_key() == b.data_key() != c.data_key()
+
+
+def test_optimizer_auto_is_muon_for_gpt_pretraining_only():
+    assert load_config(None).optimizer.name == "muon"  # the main job
+    assert load_config(None, ["model.arch=lstm"]).optimizer.name == "adamw"
+    assert load_config(None, ["model.arch=ffnn"]).optimizer.name == "adamw"
+    assert load_config(None, ["optimizer.name=adamw"]).optimizer.name == "adamw"
+    tuned = load_config(None, ["finetune.backbone=runs/x", "finetune.train_path=train.tsv"])
+    assert tuned.optimizer.name == "adamw"
+    # recipes tuned with AdamW name it, so the default does not change them
+    assert load_config(CONFIGS / "shakespeare-char-baby.yaml").optimizer.name == "adamw"
+    assert load_config(CONFIGS / "ptb-word-ffnn.yaml").optimizer.name == "adamw"
+
+
+def test_speedrun_recipes_keep_the_references_data_and_validation():
+    baby = load_config(CONFIGS / "shakespeare-char-baby.yaml")
+    fast = load_config(CONFIGS / "shakespeare-char.yaml")
+    long = load_config(CONFIGS / "shakespeare-char-long.yaml")
+    for cfg in (fast, long):
+        # same shards (split, vocabulary) and the same 64-character validation windows
+        assert cfg.data_key() == baby.data_key()
+        assert cfg.model.block_size == baby.model.block_size
+        assert cfg.train.eval_max_windows is None
+    assert fast.optimizer.name == "muon" and fast.model.pos == "rotary"
+    # the long recipe is the same model trained for longer
+    assert long.model == fast.model and long.schedule == fast.schedule
+    assert long.train.max_steps > fast.train.max_steps
