@@ -211,16 +211,22 @@ def _text_of(value: object, where: str, name: str) -> str:
     return value
 
 
+def json_record(line: str, where: str) -> dict:
+    """One JSONL line as a dict, or a DataError naming `where` (file and line) and what is wrong."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got a {type(record).__name__}")
+    return record
+
+
 def _jsonl_chunks(f: io.TextIOBase, path: Path, name: str, stats: ReadStats) -> Iterator[tuple[str, bool]]:
     for n, line in enumerate(_reads(f.readline, -1, stats), 1):
         if line.isspace():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path} line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path} line {n}: expected a JSON object, got a {type(record).__name__}")
+        record = json_record(line, f"{path} line {n}")
         if name not in record:
             raise DataError(f"{path} line {n}: no field {name!r} (fields: {', '.join(record) or 'none'})")
         yield _text_of(record[name], f"{path} line {n}", name), True

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from lmforge.corpora import json_record
 from lmforge.errors import ConfigError, DataError
 from lmforge.eval.files import read_conll, read_lines, read_text
 from lmforge.finetune.backbones import Backbone
@@ -72,12 +73,7 @@ def read_table(path: str | Path, fmt: str, text_column: str) -> Table:
         for number, line in enumerate(read_lines(path), 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {number}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {number}: expected a JSON object")
+            row = json_record(line, f"{path} line {number}")
             columns.update(dict.fromkeys(row))
             rows.append(row)
         return Table(path, list(columns), rows)
