@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -23,8 +24,9 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it pulls in tensorboard
 
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-        self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, unit="step",
-                        dynamic_ncols=True, leave=True)
+        # a bar only on a terminal: in logs and pipes its redraws would be thousands of lines
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and sys.stderr.isatty()),
+                        unit="step", dynamic_ncols=True, leave=True)
 
     def log(self, step: int, **values) -> None:
         if not self.enabled:
