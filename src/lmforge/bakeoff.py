@@ -91,7 +91,8 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
 
     out_dir = Path(out_dir)
     configs = [family_config(cfg, f) for f in families]  # validates every name before any training
-    ensure_prepared(cfg, progress=progress)  # once: every family shares the shards and tokenizer
+    prepared = ensure_prepared(cfg, progress=progress)  # once: every family shares the shards and tokenizer
+    has_test = "test" in json.loads((prepared / "meta.json").read_text())["splits"]
     rows = []
     for family, fcfg in zip(families, configs):
         run_dir = out_dir / family
@@ -114,7 +115,7 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
                "val_loss": val["loss"], "val_perplexity": val["perplexity"],
                "val_bits_per_byte": val.get("bits_per_byte"), "wall_s": wall,
                "curve": [(r["elapsed_s"], r["val_loss"]) for r in records if "val_loss" in r]}
-        if "test" in json.loads((ensure_prepared(cfg, progress=False) / "meta.json").read_text())["splits"]:
+        if has_test:
             test = evaluate_run(run, split="test")
             row.update(test_perplexity=test["perplexity"], test_bits_per_byte=test.get("bits_per_byte"))
         rows.append(row)
