@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmforge.errors import CheckpointError
@@ -75,7 +75,7 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
     `carried`: each rank's recurrent state between windows, so truncated BPTT resumes exactly."""
     target = Path(run_dir) / "checkpoints" / f"step-{step}"
     with atomic_dir(target) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))  # drops tied duplicates (safetensors forbids shared storage)
+        save_weights(model, tmp / "model.safetensors")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if carried is not None:
             torch.save([map_tensors(torch.Tensor.cpu, c) for c in carried], tmp / "carried_state.pt")
@@ -130,17 +130,44 @@ def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
     raise CheckpointError(f"{run_dir}: no checkpoint {which!r} (have {', '.join(p.name for _, p in ckpts)})")
 
 
+def _aliases(model: nn.Module) -> dict[str, list[str]]:
+    """Each distinct tensor's state-dict names: a tied weight has two."""
+    names: dict[int, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        names.setdefault(id(t), []).append(name)
+    return {group[0]: group for group in names.values()}
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Each tensor once, under its first name, copied to the CPU: safetensors refuses tensors that share
+    memory, as tied weights do and as cuDNN's flattened RNN weights do on CUDA."""
+    state = model.state_dict()
+    save_file({name: state[name].detach().to("cpu", copy=True).contiguous() for name in _aliases(model)}, str(path))
+
+
 def load_weights(model: nn.Module, ckpt: Path, device: torch.device | str = "cpu") -> None:
     path = Path(ckpt) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{ckpt}: checkpoint has no model.safetensors")
     try:
-        missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
+        saved = load_file(str(path), device=str(device))
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
+    state, missing = {}, []
+    for group in _aliases(model).values():  # a tied tensor may have been saved under any of its names
+        name = next((n for n in group if n in saved), None)
+        if name is None:
+            missing.append(group[0])
+        else:
+            state.update({n: saved[name] for n in group})
+    unexpected = sorted(set(saved) - set(state))
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit this model "
-                              f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+                              f"(missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit this model ({str(e).splitlines()[-1].strip()})") from None
 
 
 def load_training_state(ckpt: Path, optimizer: torch.optim.Optimizer) -> dict:
