@@ -154,6 +154,8 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(16, ge=1, description="sequences per forward pass per process")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (global batch = micro_batch_size x grad_accum_steps x world size)")
     grad_clip: float = Field(1.0, ge=0, description="clip the global gradient norm to this; 0 = off")
+    batch_warmup_steps: int = Field(0, ge=0, description="grow the micro-batch linearly from batch_warmup_start sequences to micro_batch_size over this many steps; 0 = off (fixed-context models only)")
+    batch_warmup_start: int = Field(1, ge=1, description="sequences per micro-batch at step 0 of the batch-size warm-up")
     seed: int = Field(1337, description="seeds model init, batch sampling and dropout")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available")
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto = bf16 autocast on CUDA, float32 on CPU")
@@ -334,6 +336,16 @@ class Config(Section):
         if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data["model"]:
             data = {**data, "model": {"arch": "gpt", **data["model"]}}
         return data
+
+    @model_validator(mode="after")
+    def _batch_warmup_fits(self) -> "Config":
+        if self.train.batch_warmup_steps and self.model.arch in ("rnn", "lstm", "gru"):
+            raise ValueError("train.batch_warmup_steps: a recurrent model carries its state per batch row, so its "
+                             "batch size cannot change during training; use it with gpt or ffnn")
+        if self.train.batch_warmup_start > self.train.micro_batch_size:
+            raise ValueError(f"train.batch_warmup_start: {self.train.batch_warmup_start} is more than "
+                             f"train.micro_batch_size ({self.train.micro_batch_size})")
+        return self
 
     @model_validator(mode="after")
     def _resolve_optimizer(self) -> "Config":

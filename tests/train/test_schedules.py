@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from lmforge.config import ScheduleConfig
-from lmforge.train.schedules import lr_at
+from lmforge.config import ScheduleConfig, TrainConfig
+from lmforge.train.schedules import batch_rows, lr_at
 
 
 def nanogpt_lr(it, lr=1e-3, warmup=100, decay_iters=2000, min_lr=1e-4):
@@ -67,3 +67,9 @@ def test_wsd_is_flat_then_cools_down_linearly():
     assert lr_at(10, 1.0, cfg, 100) == lr_at(79, 1.0, cfg, 100) == 1.0
     assert lr_at(90, 1.0, cfg, 100) == pytest.approx(0.5)
     assert lr_at(100, 1.0, cfg, 100) == 0.0
+
+
+def test_batch_warmup_ramps_linearly_then_holds():
+    cfg = TrainConfig(micro_batch_size=16, batch_warmup_start=4, batch_warmup_steps=6)
+    assert [batch_rows(step, cfg) for step in range(8)] == [4, 6, 8, 10, 12, 14, 16, 16]
+    assert batch_rows(0, TrainConfig(micro_batch_size=16)) == 16

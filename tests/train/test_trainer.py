@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from lmforge.config import load_config
-from lmforge.errors import CheckpointError
+from lmforge.errors import CheckpointError, ConfigError
 from lmforge.train.optim import penalty
 from lmforge.train.trainer import train
 
@@ -56,6 +56,28 @@ def test_resume_continues_bit_for_bit(tiny_config, tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert whole.val_loss == resumed.val_loss
+
+
+def test_batch_warmup_trains_on_fewer_rows_first_and_resumes_exactly(tiny_config, tmp_path):
+    common = ["train.micro_batch_size=8", "train.batch_warmup_start=2", "train.batch_warmup_steps=16",
+              "schedule.decay_steps=20", "sample.num_samples=0", "train.log_interval=1"]
+    whole = train(tiny_config(*common), tmp_path / "whole", progress=False)
+    train(tiny_config(*common, "train.max_steps=10"), tmp_path / "half", progress=False)
+    resumed = train(load_config(tmp_path / "half" / "config.yaml", ["train.max_steps=20"]), tmp_path / "half",
+                    resume=True, progress=False)
+    a = load_file(whole.run_dir / "checkpoints/step-20/model.safetensors")
+    b = load_file(resumed.run_dir / "checkpoints/step-20/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = train(tiny_config(*common[:1], *common[3:]), tmp_path / "plain", progress=False)
+    c = load_file(plain.run_dir / "checkpoints/step-20/model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the warm-up changed the updates
+
+
+def test_batch_warmup_is_refused_for_recurrent_models():
+    with pytest.raises(ConfigError, match="train.batch_warmup_steps: a recurrent model"):
+        load_config(None, ["model.arch=lstm", "train.batch_warmup_steps=10"])
+    with pytest.raises(ConfigError, match="train.batch_warmup_start: 9 is more than"):
+        load_config(None, ["train.micro_batch_size=8", "train.batch_warmup_start=9"])
 
 
 def test_keeps_last_k_and_best_checkpoints(tiny_config, tmp_path):

@@ -1,10 +1,20 @@
-"""Learning-rate schedules as pure functions of the step: nothing to checkpoint, resume is exact."""
+"""Learning-rate and batch-size schedules as pure functions of the step: nothing to checkpoint, resume is exact."""
 
 from __future__ import annotations
 
 import math
 
-from lmforge.config import ScheduleConfig
+from lmforge.config import ScheduleConfig, TrainConfig
+
+
+def batch_rows(step: int, cfg: TrainConfig) -> int:
+    """Sequences per micro-batch at optimizer step `step`: a linear ramp from batch_warmup_start to
+    micro_batch_size over batch_warmup_steps. Small early batches buy more updates for the same tokens while
+    the gradient is large and consistent, which is when a big batch adds least (GPT-3's batch ramp)."""
+    if step >= cfg.batch_warmup_steps:
+        return cfg.micro_batch_size
+    span = cfg.micro_batch_size - cfg.batch_warmup_start
+    return cfg.batch_warmup_start + round(span * step / cfg.batch_warmup_steps)
 
 
 def lr_at(step: int, lr: float, cfg: ScheduleConfig, max_steps: int) -> float:

@@ -33,7 +33,7 @@ from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carrie
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from lmforge.train.logging import RunLogger
 from lmforge.train.optim import build_optimizer, penalty
-from lmforge.train.schedules import lr_at
+from lmforge.train.schedules import batch_rows, lr_at
 
 
 @dataclass
@@ -146,7 +146,6 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         model = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     autocast = _autocast(cfg, d.device)
     log = RunLogger(run_dir, tc.max_steps, step, d.is_main, tc.tensorboard, progress)
-    tokens_per_step = tc.micro_batch_size * tc.grad_accum_steps * d.world_size * cfg.model.block_size
     flops_per_token = raw_model.flops_per_token() if hasattr(raw_model, "flops_per_token") else None
 
     def evaluate() -> float:
@@ -171,7 +170,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         barrier(d)
 
     val_loss = None
-    window_start, window_steps = time.perf_counter(), 0
+    window_start, window_tokens = time.perf_counter(), 0.0
     tokens_per_s = 0.0
     stop = False
     model.train()
@@ -180,10 +179,12 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
 
+        rows = batch_rows(step, tc)
         batches = []
         for _ in range(tc.grad_accum_steps):
             x, y = loader.next_batch()
-            batches.append((x, y, getattr(loader, "new_pass", False)))
+            # the loader still draws whole batches, so its position (and exact resume) is unchanged
+            batches.append((x[:rows], y[:rows], getattr(loader, "new_pass", False)))
         local_tokens = sum(y.numel() for _, y, _ in batches)
         n_tokens = all_reduce_sum(torch.tensor(local_tokens, dtype=torch.float64, device=d.device), d).item()
         step_loss = torch.zeros((), device=d.device)
@@ -214,11 +215,11 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        window_steps += 1
+        window_tokens += n_tokens
 
         if step % tc.log_interval == 0 or step == tc.max_steps:
             now = time.perf_counter()
-            tokens_per_s = tokens_per_step * window_steps / (now - window_start)
+            tokens_per_s = window_tokens / (now - window_start)
             loss_value = step_loss.item() / local_tokens
             record = {"loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
             if grad_norm is not None:
@@ -227,7 +228,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
                 record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
             log.log(step, **record)
             log.advance(loss_value, tokens_per_s)
-            window_start, window_steps = time.perf_counter(), 0
+            window_start, window_tokens = time.perf_counter(), 0.0
         else:
             log.advance()
 
