@@ -83,11 +83,13 @@ def _steps_for(cfg: Config, budget: Budget, recipe: Path, run_dir: Path, progres
     return max(int(0.9 * budget.seconds * statistics.median(rates) / tokens_per_step), 1)
 
 
-def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Path, progress: bool = True) -> list[dict]:
-    """Train each family in `families` under `budget`; write and return the comparison table."""
+def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Path, progress: bool = True,
+            resume: bool = False) -> list[dict]:
+    """Train each family in `families` under `budget`; write and return the comparison table.
+
+    With `resume`, a family whose run finished in an earlier bake-off with the same recipe and budget is not
+    trained again: an interrupted bake-off loses only the model it was training."""
     from lmforge.data.shards import ensure_prepared
-    from lmforge.eval.lm import evaluate_run
-    from lmforge.train.checkpoint import load_run
 
     out_dir = Path(out_dir)
     configs = [family_config(cfg, f) for f in families]  # validates every name before any training
@@ -96,6 +98,11 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
     rows = []
     for family, fcfg in zip(families, configs):
         run_dir = out_dir / family
+        key = {"recipe": fcfg.model_dump(mode="json"), "budget": [budget.seconds, budget.tokens]}
+        finished = run_dir / "bakeoff_row.json"
+        if resume and finished.is_file() and (saved := json.loads(finished.read_text())).get("key") == key:
+            rows.append(saved["row"])
+            continue
         recipe = out_dir / "recipes" / f"{family}.yaml"
         save_config(fcfg, recipe)
         steps = _steps_for(fcfg, budget, recipe, run_dir, progress)
@@ -104,23 +111,32 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
             overrides.append(f"train.time_budget_s={budget.seconds}")
         started = time.perf_counter()
         _train_process(recipe, run_dir, overrides, progress)
-        wall = time.perf_counter() - started
-        records = _records(run_dir)
-        run = load_run(run_dir, "best")
-        val = evaluate_run(run)
-        row = {"model": family, "parameters": sum(p.numel() for p in run.model.parameters()),
-               "steps": max(r["step"] for r in records),
-               "tokens_per_s": statistics.median([r["tokens_per_s"] for r in records if "tokens_per_s" in r]),
-               "peak_memory_mib": next(r["peak_memory_mib"] for r in records if "peak_memory_mib" in r),
-               "val_loss": val["loss"], "val_perplexity": val["perplexity"],
-               "val_bits_per_byte": val.get("bits_per_byte"), "wall_s": wall,
-               "curve": [(r["elapsed_s"], r["val_loss"]) for r in records if "val_loss" in r]}
-        if has_test:
-            test = evaluate_run(run, split="test")
-            row.update(test_perplexity=test["perplexity"], test_bits_per_byte=test.get("bits_per_byte"))
+        row = run_row(family, run_dir, time.perf_counter() - started, has_test)
+        atomic_write_json(finished, {"key": key, "row": row})
         rows.append(row)
     _write_reports(rows, cfg, budget, out_dir)
     return rows
+
+
+def run_row(family: str, run_dir: Path, wall: float, has_test: bool) -> dict:
+    """One family's line of the table, from its finished run directory."""
+    from lmforge.eval.lm import evaluate_run
+    from lmforge.train.checkpoint import load_run
+
+    records = _records(run_dir)
+    run = load_run(run_dir, "best")
+    val = evaluate_run(run)
+    row = {"model": family, "parameters": sum(p.numel() for p in run.model.parameters()),
+           "steps": max(r["step"] for r in records),
+           "tokens_per_s": statistics.median([r["tokens_per_s"] for r in records if "tokens_per_s" in r]),
+           "peak_memory_mib": next(r["peak_memory_mib"] for r in records if "peak_memory_mib" in r),
+           "val_loss": val["loss"], "val_perplexity": val["perplexity"],
+           "val_bits_per_byte": val.get("bits_per_byte"), "wall_s": wall,
+           "curve": [(r["elapsed_s"], r["val_loss"]) for r in records if "val_loss" in r]}
+    if has_test:
+        test = evaluate_run(run, split="test")
+        row.update(test_perplexity=test["perplexity"], test_bits_per_byte=test.get("bits_per_byte"))
+    return row
 
 
 def _write_reports(rows: list[dict], cfg: Config, budget: Budget, out_dir: Path) -> None:

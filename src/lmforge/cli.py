@@ -110,6 +110,7 @@ def bakeoff(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = 
             models: str = typer.Option("ffnn,rnn,lstm,gru,gpt", "--models", help="comma-separated families"),
             budget: str = typer.Option("10m", "--budget", help="per model: time (90s, 10m, 1h) or tokens (2Mtok)"),
             out: Optional[Path] = typer.Option(None, "--out", help="output directory (default runs/<name>-bakeoff)"),
+            resume: bool = typer.Option(False, "--resume", help="keep models that finished in an earlier bake-off into --out with the same recipe and budget"),
             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars")) -> None:
     """Train several architectures on the same data under the same budget and compare them."""
     from lmforge.bakeoff import Budget, bakeoff as run_bakeoff
@@ -117,7 +118,7 @@ def bakeoff(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = 
     cfg = _config(recipe, overrides)
     out_dir = out or Path("runs") / f"{cfg.name}-bakeoff"
     run_bakeoff(cfg, [m.strip() for m in models.split(",") if m.strip()], Budget.parse(budget), out_dir,
-                progress=not no_progress)
+                progress=not no_progress, resume=resume)
     typer.echo((out_dir / "bakeoff.md").read_text())
 
 

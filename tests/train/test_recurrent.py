@@ -81,7 +81,7 @@ def test_bilm_reports_both_directions(family_config_of, tmp_path):
     assert result["forward_perplexity"] > 1 and result["backward_perplexity"] > 1
 
 
-def test_bakeoff_writes_table_json_and_plot(tiny_config, tmp_path):
+def test_bakeoff_writes_table_json_and_plot_and_resumes(tiny_config, tmp_path):
     cfg = tiny_config("train.eval_interval=5")
     rows = bakeoff(cfg, ["ffnn", "lstm", "gpt"], Budget.parse("4ktok"), tmp_path / "out", progress=False)
     assert [r["model"] for r in rows] == ["ffnn", "lstm", "gpt"]
@@ -90,6 +90,14 @@ def test_bakeoff_writes_table_json_and_plot(tiny_config, tmp_path):
     table = (tmp_path / "out/bakeoff.md").read_text()
     assert "| lstm |" in table and json.loads((tmp_path / "out/bakeoff.json").read_text())["models"]
     assert (tmp_path / "out/bakeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+    # an interrupted bake-off, rerun with resume: finished models are kept, a changed budget retrains
+    kept = (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns
+    again = bakeoff(cfg, ["ffnn", "lstm", "gpt"], Budget.parse("4ktok"), tmp_path / "out", progress=False, resume=True)
+    assert again == json.loads(json.dumps(rows))
+    assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns == kept
+    bakeoff(cfg, ["ffnn"], Budget.parse("2ktok"), tmp_path / "out", progress=False, resume=True)
+    assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns != kept
 
 
 def test_bakeoff_bad_input(tiny_config):
