@@ -139,7 +139,7 @@ class OptimizerConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: Literal["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular", "wsd"] = Field("cosine", description="learning-rate schedule (wsd: warmup, stable, then a linear cooldown)")
+    name: Literal["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular", "wsd", "step"] = Field("cosine", description="learning-rate schedule (wsd: warmup, stable, then a linear cooldown; step: constant, then multiplied by step_gamma every step_size steps from step_start on)")
     warmup_steps: int = Field(100, ge=0, description="linear warmup steps (constant, cosine, linear, inverse_sqrt)")
     warmup_fraction: float = Field(0.1, gt=0, lt=1, description="fraction of decay_steps spent rising (onecycle, slanted_triangular)")
     min_lr: float = Field(1e-4, ge=0, description="learning rate at the end of the decay")
@@ -147,6 +147,9 @@ class ScheduleConfig(Section):
     decay_steps: int | None = Field(None, ge=1, description="steps over which the rate decays; empty = train.max_steps")
     stlr_ratio: float = Field(32.0, ge=1, description="slanted triangular: how much smaller the lowest rate is than the peak")
     onecycle_div: float = Field(25.0, ge=1, description="onecycle: the starting rate is lr / onecycle_div")
+    step_start: int = Field(0, ge=0, description="step: steps at the full rate before the decay clock starts (the first decay comes step_size steps later)")
+    step_size: int = Field(1000, ge=1, description="step: steps between decays (e.g. one epoch)")
+    step_gamma: float = Field(0.5, gt=0, le=1, description="step: the factor applied at each decay")
 
 
 class TrainConfig(Section):

@@ -22,7 +22,7 @@ def test_cosine_matches_nanogpt():
         assert lr_at(step, 1e-3, cfg, 2000) == pytest.approx(nanogpt_lr(step), rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular", "wsd"])
+@pytest.mark.parametrize("name", ["constant", "cosine", "linear", "inverse_sqrt", "onecycle", "slanted_triangular", "wsd", "step"])
 def test_every_schedule_is_positive_and_peaks_at_lr(name):
     cfg = ScheduleConfig(name=name, warmup_steps=10, min_lr=1e-5, warmup_fraction=0.1)
     rates = [lr_at(s, 1e-3, cfg, 100) for s in range(100)]
@@ -73,3 +73,8 @@ def test_batch_warmup_ramps_linearly_then_holds():
     cfg = TrainConfig(micro_batch_size=16, batch_warmup_start=4, batch_warmup_steps=6)
     assert [batch_rows(step, cfg) for step in range(8)] == [4, 6, 8, 10, 12, 14, 16, 16]
     assert batch_rows(0, TrainConfig(micro_batch_size=16)) == 16
+
+
+def test_step_holds_then_multiplies_by_gamma_every_step_size():
+    cfg = ScheduleConfig(name="step", step_start=2, step_size=2, step_gamma=0.5)
+    assert [lr_at(step, 8.0, cfg, 100) for step in range(9)] == [8, 8, 8, 8, 4, 4, 2, 2, 1]

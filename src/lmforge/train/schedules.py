@@ -24,6 +24,8 @@ def lr_at(step: int, lr: float, cfg: ScheduleConfig, max_steps: int) -> float:
         return _onecycle(step, lr, cfg, total)
     if cfg.name == "slanted_triangular":
         return _slanted_triangular(step, lr, cfg, total)
+    if cfg.name == "step":  # torch's StepLR after a hold: the classic RNN LM recipes' "halve every epoch after epoch k"
+        return lr * cfg.step_gamma ** (max(step - cfg.step_start, 0) // cfg.step_size)
     warmup = cfg.warmup_steps
     if step < warmup:
         # nanoGPT's warmup: (step+1)/(warmup+1), so step 0 already moves
