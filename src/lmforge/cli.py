@@ -143,6 +143,8 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
         _eval_task_run(run_dir, data, checkpoint, batch_size, as_json)
         return
     run = load_run(run_dir, checkpoint)
+    if metrics and run.config.model.arch == "encoder":
+        raise LmforgeError(f"{run_dir}: --metrics scores generated text; a masked-LM encoder does not generate")
     data_file = str(data) if data else None
     result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, split=split, stride=stride,
                           entropy=metrics)
@@ -227,6 +229,9 @@ def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
     from lmforge.train.checkpoint import load_run
 
     run = load_run(run_dir, checkpoint)
+    if run.config.model.arch == "encoder":
+        raise LmforgeError(f"{run_dir}: a masked-LM encoder does not generate text (it fills in <mask> tokens: "
+                           f"lmforge augment --method mask --model {run_dir})")
     sample_cfg = SampleConfig(prompt=prompt, num_samples=num_samples, max_new_tokens=max_new_tokens,
                               temperature=temperature, top_k=top_k, top_p=top_p)
     for i, text in enumerate(sample_texts(run.model, run.tokenizer, sample_cfg, run.config.model.block_size,
@@ -382,3 +387,37 @@ def curate_(source: str = SourceArg, output: Path = OutputArg, overrides: Option
     report = run_curate(source, output, cfg.curate or CurateConfig(), cfg.data, clean=cfg.clean, workers=workers,
                         partition=(partition, num_partitions), progress=not no_progress)
     typer.echo(report.summary())
+
+
+@app.command("augment")
+@one_line_errors
+def augment_(source: str = SourceArg,
+             output: Path = typer.Argument(..., help="where it goes (.jsonl): each original (with an id) and its copies, "
+                                           "which carry the original's fields, augmented_from and augment_method; the report goes beside it"),
+             overrides: Optional[List[str]] = typer.Argument(None, show_default=False, help="overrides of the augment section "
+                                                             "(alpha=0.2, summary=lead, top_k=5) or of data (data.field=sentence)"),
+             method: Optional[str] = typer.Option(None, "--method", help="backtranslate, summarize, mask, eda or noise (default eda)"),
+             model: Optional[str] = typer.Option(None, "--model", help="backtranslate: source-to-pivot seq2seq folder; summarize: abstractive seq2seq folder; mask: masked-LM folder or lmforge encoder run"),
+             back_model: Optional[str] = typer.Option(None, "--back-model", help="backtranslate: pivot-to-source seq2seq folder"),
+             copies: Optional[int] = typer.Option(None, "--copies", min=1, help="copies per augmented example (default 1)"),
+             fraction: Optional[float] = typer.Option(None, "--fraction", min=0.0, max=1.0, help="share of training examples augmented (default 1)"),
+             seed: Optional[int] = typer.Option(None, "--seed", help="seeds every choice (default 0)"),
+             val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="share of examples held out, never augmented, in <stem>.val.jsonl"),
+             test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="share held out in <stem>.test.jsonl"),
+             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
+    """Augment a corpus with synthetic copies of its examples (see docs/augmentation.md); writes a report."""
+    from lmforge.augment import augment as run_augment
+    from lmforge.config import AugmentConfig
+
+    options = {"method": method, "model": model, "back_model": back_model, "copies": copies, "fraction": fraction,
+               "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    first = ["augment.method=eda"] + [f"augment.{k}={v}" for k, v in options.items() if v is not None]
+    cfg = _stage_config("augment", overrides, first)
+    report = run_augment(source, output, cfg.augment or AugmentConfig(), cfg.data, progress=not no_progress)
+    for warning in report.extra["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    extra = report.extra
+    typer.echo(f"{report.summary()}\n{extra['examples_augmented']:,} of {extra['examples_eligible']:,} training "
+               f"examples augmented, {extra['copies_written']:,} copies written of {extra['copies_requested']:,} "
+               f"requested ({report.steps[report.settings['augment']['method']].removed:,} dropped as unchanged, "
+               f"duplicate or empty)")

@@ -43,6 +43,7 @@ class TokenizerConfig(Section):
     lowercase: bool = Field(False, description="lowercase text before tokenizing")
     eod: bool = Field(True, description="append an end-of-document token <|endoftext|> after every document")
     path: str | None = Field(None, description="use this existing tokenizer.json instead of training one")
+    mask_token: bool = Field(False, description="add a <mask> special token (masked-LM encoders; on by itself for model.arch=encoder)")
     train_max_bytes: int = Field(200_000_000, ge=1, description="train the tokenizer on at most this many bytes from the start of the corpus")
 
 
@@ -119,8 +120,36 @@ class RNNConfig(Section):
     init_range: float = Field(0.1, gt=0, description="embedding and output weights ~ U(-init_range, init_range)")
 
 
-ModelConfig = Annotated[GPTConfig | FFNNConfig | RNNConfig, Field(discriminator="arch")]
-ARCHITECTURES = ("gpt", "ffnn", "rnn", "lstm", "gru")
+class EncoderConfig(Section):
+    """Bidirectional Transformer encoder pretrained with BERT's masked-LM objective (models/encoder.py)."""
+
+    arch: Literal["encoder"] = Field("encoder", description="model family: gpt, ffnn, rnn, lstm, gru or encoder")
+    n_layer: int = Field(4, ge=1, description="transformer blocks")
+    n_head: int = Field(4, ge=1, description="attention heads per block")
+    n_embd: int = Field(128, ge=1, description="embedding width")
+    block_size: int = Field(128, ge=1, description="context length in tokens")
+    vocab_size: int | None = Field(None, ge=1, description="vocabulary size; empty = taken from the tokenizer")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on embeddings, attention and residual branches")
+    bias: bool = Field(True, description="biases in linear layers and LayerNorm")
+    norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="normalisation layer")
+    mlp: Literal["gelu", "relu2", "swiglu"] = Field("gelu", description="MLP activation: GELU, squared ReLU, or SwiGLU")
+    mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width as a multiple of n_embd")
+    init_std: float = Field(0.02, gt=0, description="std of the normal weight init")
+    mask_prob: float = Field(0.15, gt=0, lt=1, description="masked LM: share of tokens the loss predicts (BERT: 0.15)")
+    mask_token_frac: float = Field(0.8, ge=0, le=1, description="masked LM: share of the predicted tokens replaced by <mask> in the input (BERT: 0.8)")
+    random_token_frac: float = Field(0.1, ge=0, le=1, description="masked LM: share replaced by a random token (BERT: 0.1); the rest stay as they are")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EncoderConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.mask_token_frac + self.random_token_frac > 1:
+            raise ValueError("mask_token_frac + random_token_frac must be at most 1")
+        return self
+
+
+ModelConfig = Annotated[GPTConfig | FFNNConfig | RNNConfig | EncoderConfig, Field(discriminator="arch")]
+ARCHITECTURES = ("gpt", "ffnn", "rnn", "lstm", "gru", "encoder")
 
 
 class OptimizerConfig(Section):
@@ -276,6 +305,64 @@ class CurateConfig(Section):
         return self
 
 
+AugmentMethod = Literal["backtranslate", "summarize", "mask", "eda", "noise"]
+EdaOp = Literal["synonym", "insert", "swap", "delete"]
+NoiseOp = Literal["keyboard", "swap", "delete", "insert"]
+_NEEDS_MODEL = {"backtranslate": "a source-to-pivot sequence-to-sequence model folder",
+                "mask": "a masked-LM folder (Hugging Face) or an lmforge encoder run directory"}
+
+
+class AugmentConfig(Section):
+    """Data augmentation (augment/, docs/augmentation.md): `lmforge augment`, or a recipe's stage applied to the
+    training data only (finetune.train_path, or data.path when data.val_path holds the validation data)."""
+
+    method: AugmentMethod = Field("eda", description="backtranslate: source -> pivot -> source through two seq2seq models; summarize: extractive (textrank, lead) or abstractive; mask: masked-LM word replacement; eda: synonym replacement, random insertion, swap, deletion; noise: character typos")
+    copies: int = Field(1, ge=1, le=64, description="augmented copies made of each chosen example (before dropping unchanged and duplicate ones)")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the training examples that get copies (chosen by the seed)")
+    keep_originals: bool = Field(True, description="write the original examples too (false: only the copies)")
+    seed: int = Field(0, description="seeds which examples are chosen, every random edit and sampling, and the split")
+    id_field: str = Field("id", description="the field holding an example's id; absent = its position in the input (0-based), written to that field")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="share of examples written, never augmented, to the val split (by a hash of the text, so duplicates share a split)")
+    test_fraction: float = Field(0.0, ge=0, lt=1, description="share of examples written, never augmented, to the test split")
+    max_chars: int = Field(100_000, ge=1000, description="longer documents are written as they are, not augmented (counted)")
+    alpha: float = Field(0.1, gt=0, le=1, description="eda, noise, mask: share of a text's words changed (at least one)")
+    eda_ops: list[EdaOp] = Field(["synonym", "insert", "swap", "delete"], min_length=1, description="eda: the operations a copy draws one of (synonym and insert need WordNet)")
+    noise_ops: list[NoiseOp] = Field(["keyboard", "swap", "delete", "insert"], min_length=1, description="noise: the character edits a typo draws one of: a neighbouring key, two letters swapped, a letter dropped or doubled")
+    summary: Literal["textrank", "lead", "abstractive"] = Field("textrank", description="summarize: rank sentences by TextRank, keep the first ones (lead-k), or generate with a seq2seq model")
+    summary_ratio: float = Field(0.5, gt=0, lt=1, description="summarize (textrank, lead): share of a text's sentences kept, at least one")
+    model: str | None = Field(None, description="backtranslate: the source-to-pivot seq2seq folder; summarize: the abstractive seq2seq folder; mask: a Hugging Face masked-LM folder or an lmforge encoder run directory")
+    back_model: str | None = Field(None, description="backtranslate: the pivot-to-source seq2seq folder")
+    prefix: str = Field("", description="text put before every input of `model` (a T5 task prefix such as 'summarize: ')")
+    back_prefix: str = Field("", description="text put before every input of `back_model` (a T5 prefix, or a multilingual target tag such as '>>en<< ')")
+    decoding: Literal["beam", "sample"] = Field("beam", description="seq2seq: beam search (the top beams are the copies) or sampling")
+    num_beams: int = Field(4, ge=1, description="seq2seq beam search: beams (at least the number of copies)")
+    temperature: float = Field(1.0, gt=0, description="seq2seq and mask sampling: softmax temperature")
+    top_k: int = Field(10, ge=1, description="mask: sample each replacement from this many most likely words; seq2seq sampling: the top-k filter")
+    top_p: float = Field(1.0, gt=0, le=1, description="seq2seq sampling: nucleus filter")
+    max_new_tokens: int = Field(128, ge=1, description="seq2seq: the longest output, in tokens")
+    long_texts: Literal["split", "truncate"] = Field("split", description="a text longer than the model's window: split it at sentence (then word) boundaries and process the parts, or keep only its first window")
+    batch_size: int = Field(16, ge=1, description="texts per model call")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where models run; auto = CUDA when available")
+
+    @field_validator("eda_ops", "noise_ops", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AugmentConfig":
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave some examples for train")
+        needs = _NEEDS_MODEL.get(self.method) or ("a sequence-to-sequence model folder"
+                                                 if self.method == "summarize" and self.summary == "abstractive" else None)
+        if needs and not self.model:
+            what = "summary=abstractive" if self.method == "summarize" else f"method={self.method}"
+            raise ValueError(f"{what} needs model: {needs}")
+        if self.method == "backtranslate" and not self.back_model:
+            raise ValueError("method=backtranslate needs back_model: the pivot-to-source seq2seq folder")
+        return self
+
+
 class LoraOptions(Section):
     """LoRA adapters (Hu et al. 2021) through `peft`: the backbone's weights stay frozen, low-rank updates train."""
 
@@ -332,6 +419,7 @@ class Config(Section):
     clean: CleanConfig | None = Field(None, description="clean the corpus before tokenizing (prepare); null = no cleaning stage")
     curate: CurateConfig | None = Field(None, description="curate the corpus (after cleaning) before tokenizing; null = no curation stage")
     finetune: FinetuneConfig | None = Field(None, description="fine-tune a backbone on a task (lmforge finetune); null = not a fine-tuning recipe")
+    augment: AugmentConfig | None = Field(None, description="augment the training data only: finetune.train_path before fine-tuning, or the corpus before tokenizing (prepare, with data.val_path); null = no augmentation stage")
 
     @model_validator(mode="before")
     @classmethod
@@ -351,6 +439,12 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _encoder_needs_mask_token(self) -> "Config":
+        if self.model.arch == "encoder" and not self.tokenizer.mask_token:
+            self.tokenizer.mask_token = True
+        return self
+
+    @model_validator(mode="after")
     def _resolve_optimizer(self) -> "Config":
         # Muon reaches a given loss in about half the steps of AdamW on a GPT (docs/BENCHMARKS.md, Tiny
         # Shakespeare speedrun); fine-tuning and the other families keep AdamW, which they were tuned with.
@@ -360,10 +454,11 @@ class Config(Section):
 
     def data_key(self) -> str:
         """Hash of everything that decides the prepared token shards (not the model or training)."""
+        # mask_token only when on, so that recipes without it keep the keys (and shards) they had
         payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes"}),
-                   "tokenizer": self.tokenizer.model_dump()}
+                   "tokenizer": self.tokenizer.model_dump(exclude=set() if self.tokenizer.mask_token else {"mask_token"})}
         # only when set, so recipes without text stages keep the keys (and shards) they had
-        payload.update({name: stage.model_dump() for name in ("clean", "curate")
+        payload.update({name: stage.model_dump() for name in ("clean", "curate", "augment")
                         if (stage := getattr(self, name)) is not None})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 

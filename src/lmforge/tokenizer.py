@@ -13,9 +13,10 @@ char, word and bpe train deterministically. wordpiece and unigram may not: HF to
 ties in hash-map order, which changes from process to process. The prepared data and every run keep
 their tokenizer.json, so what was trained on is never in doubt.
 
-Specials are kept minimal: <unk> where the kind can meet an unknown symbol, and <|endoftext|> when
-`tokenizer.eod` is on. They are registered as special tokens but nothing adds them automatically: the
-data preparation appends the end-of-document id after each document. The file loads unchanged in
+Specials are kept minimal: <unk> where the kind can meet an unknown symbol, <|endoftext|> when
+`tokenizer.eod` is on, and <mask> when `tokenizer.mask_token` is (masked-LM encoders). They are registered
+as special tokens but nothing adds them automatically: the data preparation appends the end-of-document id
+after each document. The file loads unchanged in
 `transformers.PreTrainedTokenizerFast(tokenizer_file=...)`.
 """
 
@@ -35,6 +36,7 @@ from lmforge.io import atomic_write_text
 
 UNK = "<unk>"
 EOD = "<|endoftext|>"
+MASK = "<mask>"
 _TRAIN_BATCH = 1000  # texts handed to the Rust trainer at a time
 
 
@@ -70,6 +72,7 @@ class Tokenizer:
     def __init__(self, backend: HFTokenizer):
         self.backend = backend
         self.eod_id: int | None = backend.token_to_id(EOD)
+        self.mask_id: int | None = backend.token_to_id(MASK)
         # the largest id + 1, not the number of tokens: a tokenizer from elsewhere may have holes
         self.vocab_size: int = max(backend.get_vocab(with_added_tokens=True).values(), default=-1) + 1
         self.sha256: str = hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest()
@@ -77,7 +80,7 @@ class Tokenizer:
     @classmethod
     def train(cls, cfg: TokenizerConfig, texts: Iterable[str], progress: bool = False) -> "Tokenizer":
         """Train a tokenizer of kind `cfg.kind` on at most cfg.train_max_bytes of `texts`."""
-        specials = ([UNK] if cfg.kind != "bpe" else []) + ([EOD] if cfg.eod else [])
+        specials = ([UNK] if cfg.kind != "bpe" else []) + ([EOD] if cfg.eod else []) + ([MASK] if cfg.mask_token else [])
         normalizer = normalizers.Lowercase() if cfg.lowercase else None
         batches = _training_batches(texts, cfg.train_max_bytes, specials)
 

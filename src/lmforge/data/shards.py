@@ -136,7 +136,12 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
                 documents = stats.documents
                 start = writer.total
                 # corpus_pieces runs the recipe's clean and curate stages, if it names them
-                for tokens in _encoded(tokenizer, corpus_pieces(cfg, part, stats, PIECE_CHARS), cfg.data.encode_batch_bytes):
+                pieces = corpus_pieces(cfg, part, stats, PIECE_CHARS)
+                if name == "train" and cfg.augment is not None:  # the training corpus only
+                    from lmforge.augment.stage import augmented_pieces
+
+                    pieces = augmented_pieces(cfg, pieces, tmp, PIECE_CHARS, progress)
+                for tokens in _encoded(tokenizer, pieces, cfg.data.encode_batch_bytes):
                     writer.write(tokens)
                     bar.update(stats.bytes_read - bar.n)
                 if stats.documents == documents:

@@ -29,10 +29,12 @@ from lmforge.config import DataConfig
 from lmforge.data.loader import eval_batches, stream_eval_batches
 from lmforge.errors import ConfigError, DataError
 from lmforge.models import is_recurrent
+from lmforge.models.encoder import is_masked_lm
 
 # (inputs, targets, scored[, reset]): the loss counts only the last `scored` positions of every row; a
 # recurrent model's state carries over from the previous batch unless reset is True (the default)
 ScoredBatch = tuple
+IGNORE = -100  # cross_entropy's default ignore_index
 
 
 @dataclass
@@ -61,6 +63,9 @@ def score_batches(model: nn.Module, batches: Iterable[ScoredBatch], device: torc
     pairs = 0
     state = None
     for x, y, scored, *reset in batches:
+        # counted before the copy to the device, so that no step waits on it; a masked LM's labels are -100
+        # where nothing is predicted
+        count += int((y[:, -scored:] != IGNORE).sum())
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if not reset or reset[0]:
             state = None
@@ -75,7 +80,6 @@ def score_batches(model: nn.Module, batches: Iterable[ScoredBatch], device: torc
         if entropy:
             logp = logits.log_softmax(dim=-1)
             ent -= (logp.exp() * logp).sum().double()
-        count += y.numel()
     model.train(was_training)
     return LMTotals(loss.item(), count, ent.item() if entropy else None, directions, pairs)
 
@@ -99,9 +103,12 @@ def window_batches(segments: list[np.ndarray], block_size: int, batch_size: int,
 def sum_loss(model: nn.Module, segments: list[np.ndarray], block_size: int, batch_size: int,
              device: torch.device, autocast: contextlib.AbstractContextManager | None = None,
              max_windows: int | None = None, rank: int = 0, world_size: int = 1,
-             recurrent: bool = False) -> tuple[float, int]:
-    """Total cross-entropy (nats) and number of predicted tokens over non-overlapping windows."""
+             recurrent: bool = False, masker=None) -> tuple[float, int]:
+    """Total cross-entropy (nats) and number of predicted tokens over non-overlapping windows; with a
+    `masker` (models/encoder.py), of a masked LM's predictions of the tokens it masks in each window."""
     windows = window_batches(segments, block_size, batch_size, recurrent, max_windows, rank, world_size)
+    if masker is not None:
+        windows = ((*masker.rows(x), scored) for x, _, scored in windows)
     totals = score_batches(model, windows, device, autocast)
     return totals.loss_sum, totals.tokens
 
@@ -239,6 +246,8 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
     segments, source = eval_tokens(run, data_file, split)
     block_size = run.config.model.block_size
     started = time.perf_counter()
+    if is_masked_lm(run.config.model):
+        return _evaluate_masked(run, segments, source, batch_size, torch.device(device), stride, started)
     recurrent = is_recurrent(run.config.model)
     if stride is None:
         windows: Iterable[ScoredBatch] = window_batches(segments, block_size, batch_size, recurrent)
@@ -262,6 +271,27 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
             result[f"{name}_perplexity"] = _exp(total / totals.direction_tokens)
     result.update(seconds=seconds, tokens_per_s=totals.tokens / seconds if seconds > 0 else None)
     return result
+
+
+def _evaluate_masked(run, segments: list[np.ndarray], source: str, batch_size: int, device: torch.device,
+                     stride: int | None, started: float) -> dict:
+    """A masked-LM encoder's loss and perplexity on the tokens it masks in each window, masked as in training's
+    evaluations (the same seed, window by window), so the figures agree and repeat. Per-byte and per-word figures would divide a loss over
+    a sample of the tokens by the whole text, so there are none."""
+    from lmforge.models.encoder import MaskedLM
+
+    if stride is not None:
+        raise ConfigError("--stride: a masked-LM encoder sees whole windows in both directions; sliding windows "
+                          "are for left-to-right models")
+    cfg = run.config
+    eod = [run.tokenizer.eod_id] if run.tokenizer.eod_id is not None else []
+    masker = MaskedLM(cfg.model, run.tokenizer.mask_id, cfg.model.vocab_size, eod, cfg.train.seed + 3)
+    windows = ((*masker.rows(x), scored) for x, _, scored in window_batches(segments, cfg.model.block_size, batch_size))
+    totals = score_batches(run.model, windows, device)
+    seconds = time.perf_counter() - started
+    return {"run": str(run.run_dir), "checkpoint": run.checkpoint.name, "data": f"{source}, masked tokens",
+            "block_size": cfg.model.block_size, "stride": None, **metrics(totals.loss_sum, totals.tokens),
+            "seconds": seconds, "tokens_per_s": totals.tokens / seconds if seconds > 0 else None}
 
 
 def format_lm(result: dict) -> str:

@@ -49,7 +49,7 @@ def plain_tokenizer(tokenizer: HFTokenizer) -> HFTokenizer:
 class Backbone(nn.Module, ABC):
     """Shared surface of the backbones; `forward(ids, mask, type_ids) -> features [B, T, hidden_size]`."""
 
-    kind: str  # "gpt", "rnn", "lstm", "gru" or "hf"
+    kind: str  # "gpt", "rnn", "lstm", "gru", "encoder" or "hf"
     hidden_size: int
     causal: bool  # a token's feature has read only the tokens before it
     max_positions: int | None  # the longest sequence it takes; None = any
@@ -94,12 +94,15 @@ class LmforgeBackbone(Backbone):
         if getattr(cfg, "direction", "forward") == "both":
             raise ConfigError("finetune.backbone: a forward/backward pair (model.direction=both) is not supported as a "
                               "backbone; fine-tune one trained with direction=forward")
+        if cfg.arch == "encoder" and keep_lm_head:
+            raise ConfigError("finetune.task=lm: a masked-LM encoder is not a left-to-right LM; fine-tune a gpt, rnn, "
+                              "lstm or gru run")
         if not keep_lm_head:
             lm.lm_head = nn.Identity()
         self.lm = lm
         self.kind = cfg.arch
-        self.causal = True
-        if cfg.arch == "gpt":
+        self.causal = cfg.arch != "encoder"
+        if cfg.arch in ("gpt", "encoder"):
             self.hidden_size = cfg.n_embd
             self.max_positions = cfg.block_size
         else:
@@ -112,6 +115,8 @@ class LmforgeBackbone(Backbone):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, type_ids: torch.Tensor | None = None) -> torch.Tensor:
         lm = self.lm
+        if self.kind == "encoder":  # bidirectional: padding is masked out of attention
+            return lm.features(ids, mask)
         if self.kind == "gpt":  # GPT.forward without the head: embeddings, blocks, final norm
             t = lm.transformer
             T = ids.size(1)
@@ -137,7 +142,7 @@ class LmforgeBackbone(Backbone):
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         named = list(self.lm.named_parameters())  # a tied matrix appears once
-        if self.kind == "gpt":
+        if self.kind in ("gpt", "encoder"):  # the encoder has the GPT's module names
             t = self.lm.transformer
             bottom = [p for name in ("wte", "wpe") if name in t for p in t[name].parameters()]
             top = [*t.ln_f.parameters(), *self.lm.lm_head.parameters()]

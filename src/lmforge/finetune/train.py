@@ -126,7 +126,16 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
     device = torch.device("cuda" if tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
                           else "cpu")
 
+    if cfg.augment is not None:
+        from lmforge.augment.stage import check_task_stage
+
+        check_task_stage(cfg)
     labels = train_labels(fc)
+    augmented = None
+    if cfg.augment is not None:  # the training file only; val_path is read as it is
+        from lmforge.augment.stage import TaskTrainingData
+
+        augmented = TaskTrainingData(cfg, progress)
     torch.manual_seed(tc.seed)
     backbone = load_backbone(fc.backbone, fc.task, fc.backbone_checkpoint)
     if backbone.max_positions and fc.max_length > backbone.max_positions:
@@ -134,8 +143,13 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
                           f"({backbone.max_positions} positions)")
     model = TaskModel(backbone, build_head(fc.task, backbone, len(labels), fc.pooling, fc.head_dropout))
     task = Task(fc, labels, model)
-    train_set = encode_file(task, fc.train_path, labelled=True)
-    features = train_set.features[:fc.max_train_examples] if fc.max_train_examples else train_set.features
+    if augmented is None:
+        train_set = encode_file(task, fc.train_path, labelled=True)
+        features = train_set.features[:fc.max_train_examples] if fc.max_train_examples else train_set.features
+    else:  # max_train_examples already limited the originals, before their copies were made
+        train_set = encode_file(Task(fc.model_copy(update={"format": "jsonl"}), labels, model), augmented.path,
+                                labelled=True)
+        features = train_set.features
     val_set = encode_file(task, fc.val_path, labelled=True) if fc.val_path else None
 
     # which parameters may ever train: all, or with LoRA the adapters and the head
@@ -159,6 +173,8 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
     if overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if augmented is not None:
+        augmented.keep(run_dir)
     saved = cfg.model_copy(deep=True)
     if isinstance(backbone, LmforgeBackbone):
         saved.model = backbone.lm.config  # so the run rebuilds the backbone's shape (and load_run reads a task lm run)
@@ -170,6 +186,12 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
     log = RunLogger(run_dir, total_steps, 0, True, tc.tensorboard, progress)
     for warning in [*train_set.warnings, *(val_set.warnings if val_set else [])]:
         log.write(f"warning: {warning}")
+    if augmented is not None:
+        extra = augmented.report.extra
+        for warning in extra["warnings"]:
+            log.write(f"warning: augment: {warning}")
+        log.write(f"augment ({cfg.augment.method}): {extra['copies_written']:,} copies of "
+                  f"{extra['examples_augmented']:,} training examples, in {run_dir / 'augment'}")
     log.write(f"{len(features):,} training sequences, {len(groups)} layer groups, {total_steps:,} steps")
 
     step, metrics = 0, None

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from lmforge.config import ModelConfig
 from lmforge.errors import ConfigError
+from lmforge.models.encoder import Encoder
 from lmforge.models.ffnn import FFNN
 from lmforge.models.rnn import recurrent_lm
 from lmforge.models.transformer import GPT
@@ -21,6 +22,7 @@ ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "rnn": recurrent_lm,
     "lstm": recurrent_lm,
     "gru": recurrent_lm,
+    "encoder": Encoder,
 }
 
 

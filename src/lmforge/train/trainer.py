@@ -28,6 +28,7 @@ from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
 from lmforge.models import build_model, is_recurrent
+from lmforge.models.encoder import IGNORE, MaskedLM, MaskedWindows, is_masked_lm
 from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
@@ -115,6 +116,14 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
     else:
         loader = RandomWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size,
                                seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
+    masked = is_masked_lm(cfg.model)
+    if masked:  # BERT's objective: the windows come masked, with labels only where a token was chosen
+        never = [i for i in (tokenizer.eod_id,) if i is not None]
+
+        def masker(seed: int) -> MaskedLM:
+            return MaskedLM(cfg.model, tokenizer.mask_id, cfg.model.vocab_size, never, seed)
+
+        loader = MaskedWindows(loader, masker(tc.seed + 2 + d.rank))
     carried = None  # a recurrent model's hidden state between windows
     torch.manual_seed(tc.seed + d.rank)  # dropout masks differ between ranks
 
@@ -149,8 +158,10 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
     flops_per_token = raw_model.flops_per_token() if hasattr(raw_model, "flops_per_token") else None
 
     def evaluate() -> float:
+        # a masked LM is scored on the same masks at every evaluation, so its losses compare
         loss_sum, count = sum_loss(model, val, cfg.model.block_size, tc.eval_batch_size, d.device, autocast,
-                                   tc.eval_max_windows, d.rank, d.world_size, recurrent=recurrent)
+                                   tc.eval_max_windows, d.rank, d.world_size, recurrent=recurrent,
+                                   masker=masker(tc.seed + 3 + d.rank) if masked else None)
         totals = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device), d)
         return (totals[0] / totals[1]).item()
 
@@ -185,7 +196,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
             x, y = loader.next_batch()
             # the loader still draws whole batches, so its position (and exact resume) is unchanged
             batches.append((x[:rows], y[:rows], getattr(loader, "new_pass", False)))
-        local_tokens = sum(y.numel() for _, y, _ in batches)
+        local_tokens = sum(int((y != IGNORE).sum()) if masked else y.numel() for _, y, _ in batches)
         n_tokens = all_reduce_sum(torch.tensor(local_tokens, dtype=torch.float64, device=d.device), d).item()
         step_loss = torch.zeros((), device=d.device)
         for i, (x, y, new_pass) in enumerate(batches):
@@ -255,7 +266,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
 
     log.log(step, peak_memory_mib=peak_memory_mib(d.device))
     samples: list[str] = []
-    if d.is_main and cfg.sample.num_samples:
+    if d.is_main and cfg.sample.num_samples and not masked:  # an encoder does not generate text
         samples = sample_texts(raw_model, tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
         atomic_write_text(run_dir / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
     log.close()
