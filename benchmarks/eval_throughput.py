@@ -2,7 +2,8 @@
 
 Trains nanoGPT's baby GPT on Tiny Shakespeare for a few hundred steps (its own process, logging every
 step), then runs `lmforge eval RUN --json` on the whole validation split (111,540 characters), with the
-eval batch size of the recipe and with the training micro-batch size. Training tokens/s is the median
+eval batch size of the recipe and with the training micro-batch size, in float32 (the default on a CPU, and
+the recipe's training precision) and under bf16 autocast (`--dtype bfloat16`). Training tokens/s is the median
 over the logged steps (after 10 warm-up steps); evaluation tokens/s is what `lmforge eval` reports for
 scoring the split (windows, forward passes, counting the text), without process start-up and loading.
 Run it alone: other load on 2 cores distorts both figures.
@@ -50,13 +51,15 @@ def main() -> None:
         print(f"recipe: {RECIPE.name} {' '.join(args.overrides)}; {args.steps} training steps")
         print(f"training: {train_tps:,.0f} tokens/s (median; micro-batch {cfg.train.micro_batch_size} x "
               f"{cfg.model.block_size}, forward + backward + AdamW)")
-        for batch in (cfg.eval.batch_size, cfg.train.micro_batch_size):
-            started = time.perf_counter()
-            result = json.loads(lmforge("eval", str(run_dir), "--json", "--batch-size", str(batch)))
-            wall = time.perf_counter() - started
-            print(f"lmforge eval --batch-size {batch}: {result['tokens_per_s']:,.0f} tokens/s "
-                  f"({result['tokens']:,} tokens in {result['seconds']:.2f} s; whole command {wall:.1f} s; "
-                  f"loss {result['loss']:.4f}) = {result['tokens_per_s'] / train_tps:.1f}x training per token")
+        for dtype in ("float32", "bfloat16"):
+            for batch in (cfg.eval.batch_size, cfg.train.micro_batch_size):
+                started = time.perf_counter()
+                result = json.loads(lmforge("eval", str(run_dir), "--json", "--batch-size", str(batch),
+                                            "--dtype", dtype))
+                wall = time.perf_counter() - started
+                print(f"lmforge eval --dtype {dtype} --batch-size {batch}: {result['tokens_per_s']:,.0f} tokens/s "
+                      f"({result['tokens']:,} tokens in {result['seconds']:.2f} s; whole command {wall:.1f} s; "
+                      f"loss {result['loss']:.5f}) = {result['tokens_per_s'] / train_tps:.1f}x training per token")
 
 
 if __name__ == "__main__":

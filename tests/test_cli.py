@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from lmforge.cli import app
@@ -39,6 +40,10 @@ def test_train_eval_generate(trained, tiny_corpus, tmp_path):
     assert result["data"] == "validation split" and result["checkpoint"] == "step-6"
     assert result["perplexity"] > 1 and 0 < result["bits_per_byte"] < 8
     assert_one_line_error(*run("eval", trained, "--split", "test")[::2], "no split 'test'")
+    assert_one_line_error(*run("eval", trained, "--dtype", "fp16")[::2], "--dtype 'fp16': expected")
+    if not torch.cuda.is_available():
+        assert (result["device"], result["dtype"]) == ("cpu", "float32")  # what auto picks without CUDA
+        assert_one_line_error(*run("eval", trained, "--device", "cuda")[::2], "--device cuda: no CUDA device")
     code, out, _ = run("eval", trained, "--data", tiny_corpus)
     assert code == 0 and "perplexity" in out and "bits/byte" in out
     code, out, _ = run("generate", trained, "--prompt", "the cat", "--max-new-tokens", 15, "--seed", 1)

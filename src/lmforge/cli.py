@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from lmforge.errors import LmforgeError
+from lmforge.errors import ConfigError, LmforgeError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Raw text to a trained, evaluated language model.")
@@ -132,6 +132,8 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
           stride: Optional[int] = typer.Option(None, "--stride", min=1, help="sliding windows every this many tokens, each scoring only what the previous one did not (default: non-overlapping windows)"),
           metrics: bool = typer.Option(False, "--metrics", help="also the predictive entropy, and generation metrics: continuations of prompts from the text scored against the true ones"),
           samples: int = typer.Option(16, "--samples", min=1, help="prompts for the generation metrics"),
+          device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda"),
+          dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU, as training), float32 or bfloat16 (bf16 autocast: faster, a little less exact)"),
           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Loss, perplexity per token and per word, bits per byte and per character of a trained run; on a
     fine-tuned run (lmforge finetune), its task metrics on --data or the recipe's val_path."""
@@ -146,12 +148,13 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
     if metrics and run.config.model.arch == "encoder":
         raise LmforgeError(f"{run_dir}: --metrics scores generated text; a masked-LM encoder does not generate")
     data_file = str(data) if data else None
-    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, split=split, stride=stride,
-                          entropy=metrics)
+    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, _device(device), split=split,
+                          stride=stride, entropy=metrics, dtype=_eval_dtype(dtype, _device(device)))
     if metrics:
         from lmforge.eval.generation import format_generation, generation_metrics
 
-        result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], samples)
+        result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], samples,
+                                                  device=result["device"])
         for warning in result["generation"]["warnings"]:
             typer.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -160,6 +163,26 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
     typer.echo(format_lm(result))
     if metrics:
         typer.echo(format_generation(result["generation"]))
+
+
+def _device(name: str) -> str:
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
+    if name == "cuda" and not _cuda_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    return ("cuda" if _cuda_available() else "cpu") if name == "auto" else name
+
+
+def _eval_dtype(name: str, device: str) -> str:
+    if name not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"--dtype {name!r}: expected auto, float32 or bfloat16")
+    return ("bfloat16" if device == "cuda" else "float32") if name == "auto" else name
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _eval_task_run(run_dir: Path, data: Optional[Path], checkpoint: str, batch_size: Optional[int],

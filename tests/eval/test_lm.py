@@ -160,3 +160,11 @@ def test_validation_split_counts_the_decoded_predicted_text(context_run):
     text = run.tokenizer.decode(segment[1:])
     assert source == "validation split" and result["data"] == "validation split"
     assert (result["chars"], result["words"]) == (len(text), len(text.split()))
+
+
+def test_bfloat16_evaluation_is_close_to_float32(context_run):
+    run = load_run(context_run)
+    exact, fast = evaluate_run(run), evaluate_run(run, dtype="bfloat16")
+    assert (exact["dtype"], fast["dtype"]) == ("float32", "bfloat16")
+    assert fast["loss"] != exact["loss"]  # autocast really ran in bf16
+    assert fast["loss"] == pytest.approx(exact["loss"], rel=0.01)
