@@ -1,3 +1,5 @@
+import hashlib
+import importlib
 import json
 import random
 
@@ -6,8 +8,11 @@ import pytest
 from lmforge.config import CleanConfig, CurateConfig, DataConfig, QualityConfig
 from lmforge.errors import ConfigError
 from lmforge.text.clean import clean
-from lmforge.text.curate import curate, identify_language
+from lmforge.text.curate import Analyser, Curator, curate, identify_language
+from lmforge.text.dedup import DupIndex, band_layout
 from lmforge.text.quality import first_failure
+from lmforge.text.records import Doc
+from lmforge.text.report import Tally
 
 STOP = ["the", "of", "and", "to", "with", "that", "have", "be", "a", "in"]
 
@@ -104,6 +109,104 @@ def test_dedup_can_be_turned_off(planted, tmp_path):
     assert report.documents_out == 80
 
 
+def reference_curation(rows, cfg):
+    """(id, split) of each kept document as curation did it with its index in Python sets and dicts."""
+    analyser = Analyser(cfg)
+    exact_seen, tables = set(), [{} for _ in range(band_layout(cfg.near_threshold, cfg.num_perm)[0])]
+    kept = []
+    for row in rows:
+        signals = analyser(row["text"])
+        if signals.rejected is not None:
+            continue
+        if cfg.exact_dedup:
+            if signals.exact in exact_seen:
+                continue
+            exact_seen.add(signals.exact)
+        cluster = signals.exact
+        if signals.bands:
+            match = next((t[k] for t, k in zip(tables, signals.bands) if k in t), None)
+            if match is not None:
+                if cfg.near_dedup:
+                    continue
+                cluster = match
+            for table, key in zip(tables, signals.bands):
+                table.setdefault(key, cluster)
+        split = "all"
+        if cfg.val_fraction or cfg.test_fraction:
+            digest = hashlib.blake2b(f"{cfg.seed}:{cluster}".encode(), digest_size=8).digest()
+            u = int.from_bytes(digest, "little") / 2**64
+            split = "test" if u < cfg.test_fraction else "val" if u < cfg.test_fraction + cfg.val_fraction else "train"
+        kept.append((row["id"], split))
+    return kept
+
+
+def read_splits(out, cfg):
+    """(id, split) of the written documents: in output order without splits, by id with them."""
+    if not (cfg.val_fraction or cfg.test_fraction):
+        return [(r["id"], "all") for r in read_jsonl(out)]
+    return sorted((r["id"], split) for split in ("train", "val", "test")
+                  for r in read_jsonl(out.with_name(f"{out.stem}.{split}.jsonl")))
+
+
+SPLITS = dict(val_fraction=0.25, test_fraction=0.25, seed=3)
+
+
+@pytest.mark.parametrize("flush", [11, 10**6], ids=["write-within-chunks", "keys-wait-in-memory"])
+@pytest.mark.parametrize("cfg", [CurateConfig(), CurateConfig(near_dedup=False, **SPLITS),
+                                 CurateConfig(exact_dedup=False, near_dedup=False, **SPLITS),
+                                 CurateConfig(exact_dedup=False, **SPLITS)], ids=["dedup", "exact", "none", "near"])
+def test_the_on_disk_index_keeps_and_splits_as_an_in_memory_one(planted, tmp_path, monkeypatch, cfg, flush):
+    """The planted corpus, then documents each followed by a copy, so that copies also meet within a chunk.
+    Chunks of 7 documents (18 keys each), lookups of 3 keys, and writes to the database either between a
+    document and its copy or never, new keys answering from memory."""
+    monkeypatch.setattr("lmforge.text.parallel.CHUNK_DOCS", 7)
+    monkeypatch.setattr("lmforge.text.dedup._LOOKUP", 3)
+    monkeypatch.setattr("lmforge.text.dedup._FLUSH", flush)
+    rng = random.Random(7)
+    vocab = vocabulary(rng)
+    rows = read_jsonl(planted[0])
+    for i in range(20):
+        text = document(rng, vocab)
+        rows += [{"text": text, "id": 200 + 2 * i},
+                 {"text": near_copy(rng, text, vocab) if i % 2 else text.lower(), "id": 201 + 2 * i}]
+    expected = reference_curation(rows, cfg)
+    assert len({split for _, split in expected}) == (3 if cfg.val_fraction else 1)
+    out = tmp_path / "c.jsonl"
+    curate(write_jsonl(tmp_path / "docs.jsonl", rows), out, cfg, workers=2, progress=False)
+    assert read_splits(out, cfg) == (sorted(expected) if cfg.val_fraction else expected)
+    assert not list(tmp_path.glob(".lmforge-curate-*"))
+
+
+def test_documents_admitted_without_a_prefetch_are_looked_up_one_by_one(planted, tmp_path, monkeypatch):
+    monkeypatch.setattr("lmforge.text.dedup._FLUSH", 5)
+    path, _ = planted
+    rows = read_jsonl(path)
+    cfg = CurateConfig(near_dedup=False, **SPLITS)
+    analyser, curator, tally = Analyser(cfg), Curator(cfg, tmp_path), Tally()
+    try:
+        kept = [(row["id"], split) for row in rows
+                for _, split in curator.admit(Doc(row["text"], {}), analyser(row["text"]), tally)]
+        assert len(list(tmp_path.glob(".lmforge-curate-*/scratch.sqlite"))) == 1
+    finally:
+        curator.close()
+    assert kept == reference_curation(rows, cfg)
+    assert not list(tmp_path.glob(".lmforge-curate-*"))
+
+
+def test_the_scratch_folder_is_removed_when_curation_fails(planted, tmp_path, monkeypatch):
+    path, _ = planted
+    seen = []
+
+    def fail(index, *args):
+        seen.extend(tmp_path.glob(".lmforge-curate-*/scratch.sqlite"))
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(DupIndex, "insert", fail)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        curate(path, tmp_path / "c.jsonl", CurateConfig(), workers=1, progress=False)
+    assert seen and not list(tmp_path.glob(".lmforge-curate-*"))
+
+
 # ---- language ----
 
 SENTENCES = {
@@ -168,7 +271,31 @@ def test_balance_resamples_labels_and_carries_fields(labelled, tmp_path, mode, p
     assert sorted(r["label"] for r in rows).count("pos") == per_label
     assert all(set(r) == {"text", "label", "id"} for r in rows)
     assert report.steps["balance"].counts["pos before"] == 90 and report.steps["balance"].counts["neg after"] == per_label
-    assert not list(tmp_path.glob(".lmforge-balance-*"))  # the scratch file is gone
+    assert not list(tmp_path.glob(".lmforge-curate-*"))  # the scratch folder is gone
+
+
+@pytest.mark.parametrize("mode", ["down", "up"])
+def test_balance_picks_the_draws_an_in_memory_sort_picks(labelled, tmp_path, monkeypatch, mode):
+    """Weights that leave a remainder, so that some documents get one copy more (or fewer) than others."""
+    monkeypatch.setattr(importlib.import_module("lmforge.text.curate"), "_FLUSH_DRAWS", 7)  # the package's
+    # `curate` is the function, which hides the module from a dotted path
+    out = tmp_path / f"{mode}.jsonl"
+    cfg = CurateConfig(label_field="label", balance=mode, label_weights={"pos": 1, "neg": 0.8}, seed=4)
+    report = curate(labelled, out, cfg, workers=1, progress=False)
+    rows = read_jsonl(labelled)
+    rng = random.Random(cfg.seed)
+    draws = [rng.random() for _ in rows]
+    copies, remainders = {}, []
+    for label in ("pos", "neg"):
+        mine = [(d, r["id"]) for d, r in zip(draws, rows) if r["label"] == label]
+        target = report.steps["balance"].counts[f"{label} after"]
+        extra = target % len(mine)
+        below = sorted(d for d, _ in mine)[extra - 1] if extra else -1.0
+        copies.update({i: target // len(mine) + (d <= below) for d, i in mine})
+        remainders.append(extra)
+    assert any(remainders)  # down: 37 of the 90 pos; up: 12 of the 30 neg get a third copy
+    assert [r["id"] for r in read_jsonl(out)] == [i for r in rows for i in [r["id"]] * copies.get(r["id"], 0)]
+    assert not list(tmp_path.glob(".lmforge-curate-*"))
 
 
 def test_balance_to_weights_touches_train_only(labelled, tmp_path):

@@ -1,5 +1,7 @@
 """The text stages inside `prepare`: a recipe's clean and curate sections change what gets tokenized."""
 
+import tempfile
+
 import numpy as np
 
 from lmforge.data.shards import ensure_prepared, load_prepared
@@ -11,7 +13,8 @@ def tokens_and_text(cfg):
     return data, data.tokenizer.decode(tokens.tolist())
 
 
-def test_prepare_runs_the_recipe_clean_and_curate_stages(tiny_config, tiny_corpus, tmp_path):
+def test_prepare_runs_the_recipe_clean_and_curate_stages(tiny_config, tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where prepare's curation keeps its index
     corpus = tmp_path / "c.txt"
     lines = tiny_corpus.read_text().splitlines()
     corpus.write_text("\n".join(f"<p>{line.upper()}</p>" for line in lines + lines[:100]) + "\n")
@@ -27,6 +30,7 @@ def test_prepare_runs_the_recipe_clean_and_curate_stages(tiny_config, tiny_corpu
     assert len(clean_text) == sum(len(line) for line in lines + lines[:100])
     assert len(curated_text) == sum(len(line) for line in dict.fromkeys(lines))  # the repeats are gone
     assert raw.meta["sources"] == curated.meta["sources"]  # what was read is the raw corpus
+    assert not list(tmp_path.glob(".lmforge-curate-*"))
     mtime = (curated.path / "meta.json").stat().st_mtime_ns
     ensure_prepared(configs["curated"], progress=False)  # reused while nothing changed
     assert (curated.path / "meta.json").stat().st_mtime_ns == mtime

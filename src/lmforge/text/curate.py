@@ -10,7 +10,10 @@ A document's split comes from a hash of its cluster: the first document it dupli
 LSH band), else itself. So exact and near duplicates kept with `near_dedup=false` share a split, and
 with dedup on, no two kept documents are near duplicates at all. Balancing applies to the train split
 (evaluation splits keep the natural label distribution), or to everything when there is no split; it
-holds the documents in a scratch file beside the output and resamples them at the end.
+holds the documents in a scratch file and resamples them at the end.
+
+What grows with the corpus (the duplicate index, the balancer's documents and draws) lives in a scratch
+folder (`Scratch`), so that memory stays bounded whatever the corpus size.
 """
 
 from __future__ import annotations
@@ -18,23 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import re
-from array import array
+import sqlite3
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import IO, Iterator
 
 from lmforge.config import CleanConfig, CurateConfig, DataConfig
-from lmforge.text.dedup import BandIndex, MinHasher, band_layout, exact_key
+from lmforge.text.dedup import DupIndex, MinHasher, band_layout, exact_key, open_scratch_db
 from lmforge.text.quality import first_failure
 from lmforge.text.records import Doc
 from lmforge.text.report import Report, Tally
 
 _LANGID_CHARS = 2000  # language identification reads the start of a document: enough, and bounded
 _LETTER = re.compile(r"[^\W\d_]")
+_FLUSH_DRAWS = 1 << 15  # balance draws held in memory before they go to the scratch database
 
 
 @cache
@@ -95,16 +99,49 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest, "little") / 2**64
 
 
+class Scratch:
+    """A temporary folder for what curation holds per document: an SQLite database and the balancer's
+    documents. It is made at first use, so that a bad output folder fails on its own clear error first, and
+    removed by close(). Beside the output where there is one: the system's temp folder is often RAM
+    (tmpfs), which would defeat the point."""
+
+    def __init__(self, parent: Path | None):
+        self.parent = parent
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix=".lmforge-curate-", dir=self.parent)
+        return Path(self._dir.name)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = open_scratch_db(self.path / "scratch.sqlite")
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+
 class Balancer:
     """Holds labelled documents in a scratch file, then writes each label's documents as many times as its
     target count asks: copies = target // count for all, one more for the (target % count) documents with
-    the smallest seeded draws. Down-sampling (target < count) keeps the `target` smallest draws."""
+    the smallest seeded draws. Down-sampling (target < count) keeps the `target` smallest draws. The draws
+    go to the scratch database too, which finds each label's cut-off draw without holding them all."""
 
-    def __init__(self, cfg: CurateConfig, scratch: Path):
+    def __init__(self, cfg: CurateConfig, scratch: Scratch):
         self.cfg, self.scratch = cfg, scratch
-        self.labels: dict[str, int] = {}
-        self.label_of = array("i")
-        self.draws = array("d")
+        self.labels: dict[str, int] = {}  # label -> its number, in order of first appearance
+        self.counts: list[int] = []  # documents held per label number
+        self.draws: list[tuple[int, float, int]] = []  # (label number, draw, index within the label), not yet stored
         self.rng = random.Random(cfg.seed)
         self.file: IO[str] | None = None  # opened at the first document, once the output folder is known good
 
@@ -114,14 +151,35 @@ class Balancer:
         return None if value is None else str(value)
 
     def hold(self, doc: Doc, label: str) -> None:
-        self.label_of.append(self.labels.setdefault(label, len(self.labels)))
-        self.draws.append(self.rng.random())
+        i = self.labels.setdefault(label, len(self.labels))
+        if i == len(self.counts):
+            self.counts.append(0)
+        draw = self.rng.random()
         if self.file is None:
-            self.file = open(self.scratch, "w", encoding="utf-8", errors="replace")
-        self.file.write(json.dumps({"text": doc.text, "fields": doc.fields}, ensure_ascii=False) + "\n")
+            self.scratch.db.execute("CREATE TABLE draws (label INTEGER, draw REAL, n INTEGER, "
+                                    "PRIMARY KEY (label, draw, n)) WITHOUT ROWID")
+            self.file = open(self.scratch.path / "balance.jsonl", "w", encoding="utf-8", errors="replace")
+        record = {"text": doc.text, "fields": doc.fields, "label": i, "draw": draw}
+        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.draws.append((i, draw, self.counts[i]))
+        self.counts[i] += 1
+        if len(self.draws) >= _FLUSH_DRAWS:
+            self._store_draws()
+
+    def _store_draws(self) -> None:
+        db = self.scratch.db
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO draws VALUES (?, ?, ?)", sorted(self.draws))
+        db.execute("COMMIT")
+        self.draws.clear()
+
+    def _nth_draw(self, label: int, n: int) -> float:
+        """The label's n-th smallest draw (from 0), read off the table's (label, draw) order."""
+        sql = "SELECT draw FROM draws WHERE label = ? ORDER BY draw LIMIT 1 OFFSET ?"
+        return self.scratch.db.execute(sql, (label, n)).fetchone()[0]
 
     def targets(self) -> dict[str, int]:
-        counts = {label: self.label_of.count(i) for label, i in self.labels.items()}
+        counts = {label: self.counts[i] for label, i in self.labels.items()}
         weights = self.cfg.label_weights or {label: 1.0 for label in counts}
         present = {label: w for label, w in weights.items() if counts.get(label)}
         if not present:
@@ -136,33 +194,29 @@ class Balancer:
         if self.file is None:
             return
         self.file.close()
-        try:
-            targets = self.targets()
-            counts = {label: self.label_of.count(i) for label, i in self.labels.items()}
-            extra_below = {}  # per label: the draw under which a document gets one extra copy
-            for label, i in self.labels.items():
-                draws = sorted(d for d, j in zip(self.draws, self.label_of) if j == i)
-                extra = targets[label] % counts[label]
-                extra_below[i] = draws[extra - 1] if extra else -1.0
-            step = tally["balance"]
-            step.counts.update({f"{label} before": n for label, n in counts.items()})
-            step.counts.update({f"{label} after": n for label, n in targets.items()})
-            with open(self.scratch, encoding="utf-8") as f:
-                for line, i, draw in zip(f, self.label_of, self.draws):
-                    label = next(k for k, v in self.labels.items() if v == i)
-                    copies = targets[label] // counts[label] + (draw <= extra_below[i])
-                    record = json.loads(line)
-                    if copies == 0:
-                        step.note_removed(record["text"])
-                    for _ in range(copies):
-                        yield Doc(record["text"], record["fields"])
-        finally:
-            self.scratch.unlink(missing_ok=True)
+        self._store_draws()
+        targets = self.targets()
+        names = list(self.labels)
+        extra_below = []  # per label number: the draw under which a document gets one extra copy
+        for i, label in enumerate(names):
+            extra = targets[label] % self.counts[i]
+            extra_below.append(self._nth_draw(i, extra - 1) if extra else -1.0)
+        step = tally["balance"]
+        step.counts.update({f"{label} before": self.counts[i] for i, label in enumerate(names)})
+        step.counts.update({f"{label} after": n for label, n in targets.items()})
+        with open(self.file.name, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                i = record["label"]
+                copies = targets[names[i]] // self.counts[i] + (record["draw"] <= extra_below[i])
+                if copies == 0:
+                    step.note_removed(record["text"])
+                for _ in range(copies):
+                    yield Doc(record["text"], record["fields"])
 
-    def discard(self) -> None:
+    def close(self) -> None:
         if self.file is not None:
             self.file.close()
-            self.scratch.unlink(missing_ok=True)
 
 
 class Curator:
@@ -170,13 +224,17 @@ class Curator:
 
     def __init__(self, cfg: CurateConfig, scratch_dir: Path | None):
         self.cfg = cfg
-        self.exact_seen: set[int] = set()
-        self.index = BandIndex(band_layout(cfg.near_threshold, cfg.num_perm)[0])
+        self.bands = band_layout(cfg.near_threshold, cfg.num_perm)[0]
+        self.scratch = Scratch(scratch_dir)
+        self._index: DupIndex | None = None
         self.splits = dict.fromkeys(self.split_names(), 0)
-        self.balancer = None
-        if cfg.balance != "none":
-            assert scratch_dir is not None, "balancing needs a scratch folder"
-            self.balancer = Balancer(cfg, scratch_dir / f".lmforge-balance-{os.getpid()}.jsonl")
+        self.balancer = Balancer(cfg, self.scratch) if cfg.balance != "none" else None
+
+    @property
+    def index(self) -> DupIndex:
+        if self._index is None:
+            self._index = DupIndex(self.scratch.db)
+        return self._index
 
     def split_names(self) -> list[str]:
         return ["train", "val", "test"] if self.cfg.val_fraction or self.cfg.test_fraction else ["all"]
@@ -187,6 +245,14 @@ class Curator:
         u = _unit(self.cfg.seed, cluster)
         return "test" if u < self.cfg.test_fraction else "val" if u < self.cfg.test_fraction + self.cfg.val_fraction else "train"
 
+    def prefetch(self, signals: list[Signals | None]) -> None:
+        """Look up together the index keys of the documents about to be admitted."""
+        kept = [s for s in signals if s is not None and s.rejected is None]
+        exact = [s.exact for s in kept] if self.cfg.exact_dedup else []
+        bands = [key for s in kept for key in s.bands]
+        if exact or bands:
+            self.index.prefetch(exact, bands)
+
     def admit(self, doc: Doc, signals: Signals, tally: Tally) -> list[tuple[Doc, str]]:
         """The (document, split) pairs to write now: none where it is filtered, a duplicate or held."""
         if signals.rejected is not None:
@@ -195,19 +261,19 @@ class Curator:
                 tally["language"].counts[signals.language or "unknown"] += 1
             return []
         if self.cfg.exact_dedup:
-            if signals.exact in self.exact_seen:
+            if self.index.seen(signals.exact):
                 tally["exact_duplicate"].note_removed(doc.text)
                 return []
-            self.exact_seen.add(signals.exact)
+            self.index.add(signals.exact)
         cluster = signals.exact
         if signals.bands:
-            match = self.index.query(signals.bands)
+            match, found = self.index.query(signals.bands)
             if match is not None:
                 if self.cfg.near_dedup:
                     tally["near_duplicate"].note_removed(doc.text)
                     return []
                 cluster = match
-            self.index.insert(signals.bands, cluster)
+            self.index.insert(signals.bands, found, cluster)
         split = self._split(cluster)
         if self.balancer is not None and split in ("train", "all"):
             label = self.balancer.label(doc)
@@ -229,11 +295,14 @@ class Curator:
 
     def close(self) -> None:
         if self.balancer is not None:
-            self.balancer.discard()
+            self.balancer.close()
+        self.scratch.close()
 
     def summary(self) -> dict:
-        return {"splits": self.splits, "lsh_bands": len(self.index.tables), "dedup_index_documents": len(self.index),
-                "exact_keys": len(self.exact_seen)}
+        index = self._index
+        return {"splits": self.splits, "lsh_bands": self.bands,
+                "dedup_index_documents": index.first_band_keys if index else 0,
+                "exact_keys": index.exact_keys if index else 0}
 
 
 def curate(source: str | Path, output: str | Path, cfg: CurateConfig | None = None, data: DataConfig | None = None,

@@ -60,6 +60,8 @@ def run_docs(docs: Iterable[Doc], task: TextTask, curator: Curator | None, repor
     for chunk, result in ordered_map(task, chunks(docs), workers):
         report.steps.merge(result.tally)
         report.bytes_in += result.bytes_in
+        if curator is not None:
+            curator.prefetch(result.signals)
         for doc, text, signals in zip(chunk, result.texts, result.signals):
             report.documents_in += doc.last
             out = Doc(text, doc.fields, doc.first, doc.last)
@@ -154,4 +156,8 @@ def corpus_pieces(cfg: Config, data: DataConfig, stats: ReadStats, max_chars: in
     curator = Curator(stage, None) if stage is not None else None
     report = Report("prepare", data.path or "", [], {}, default_workers())
     docs = docs_of_pieces(iter_pieces(data, stats, stage.max_chars if stage is not None else max_chars))
-    yield from _pieces_of(run_docs(docs, task, curator, report, report.workers), max_chars)
+    try:
+        yield from _pieces_of(run_docs(docs, task, curator, report, report.workers), max_chars)
+    finally:
+        if curator is not None:
+            curator.close()
