@@ -50,7 +50,7 @@ class TokenizerConfig(Section):
 class GPTConfig(Section):
     """Decoder-only Transformer (models/transformer.py)."""
 
-    arch: Literal["gpt"] = Field("gpt", description="model family: gpt, ffnn, rnn, lstm or gru")
+    arch: Literal["gpt"] = Field("gpt", description="model family: gpt, ffnn, rnn, lstm, gru or encoder")
     n_layer: int = Field(4, ge=1, description="transformer blocks")
     n_head: int = Field(4, ge=1, description="attention heads per block")
     n_embd: int = Field(128, ge=1, description="embedding width")
@@ -81,7 +81,7 @@ class GPTConfig(Section):
 class FFNNConfig(Section):
     """Feed-forward neural LM over a fixed window of previous tokens (Bengio et al. 2003; models/ffnn.py)."""
 
-    arch: Literal["ffnn"] = Field("ffnn", description="model family: gpt, ffnn, rnn, lstm or gru")
+    arch: Literal["ffnn"] = Field("ffnn", description="model family: gpt, ffnn, rnn, lstm, gru or encoder")
     context: int = Field(5, ge=1, description="previous tokens the model sees for each prediction (n-1 of an n-gram)")
     block_size: int = Field(64, ge=1, description="positions predicted per training window")
     vocab_size: int | None = Field(None, ge=1, description="vocabulary size; empty = taken from the tokenizer")
@@ -97,7 +97,7 @@ class FFNNConfig(Section):
 class RNNConfig(Section):
     """Recurrent LM: Elman RNN, LSTM or GRU with AWD-LSTM regularisers as options (models/rnn.py)."""
 
-    arch: Literal["rnn", "lstm", "gru"] = Field("lstm", description="model family: gpt, ffnn, rnn, lstm or gru")
+    arch: Literal["rnn", "lstm", "gru"] = Field("lstm", description="model family: gpt, ffnn, rnn, lstm, gru or encoder")
     n_layer: int = Field(2, ge=1, description="stacked recurrent layers")
     n_embd: int = Field(200, ge=1, description="embedding width")
     hidden_size: int = Field(200, ge=1, description="hidden units per layer (the last layer uses n_embd when tied)")
