@@ -148,8 +148,9 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
     if metrics and run.config.model.arch == "encoder":
         raise LmforgeError(f"{run_dir}: --metrics scores generated text; a masked-LM encoder does not generate")
     data_file = str(data) if data else None
-    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, _device(device), split=split,
-                          stride=stride, entropy=metrics, dtype=_eval_dtype(dtype, _device(device)))
+    device = _device(device)
+    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, device, split=split,
+                          stride=stride, entropy=metrics, dtype=_eval_dtype(dtype, device))
     if metrics:
         from lmforge.eval.generation import format_generation, generation_metrics
 
