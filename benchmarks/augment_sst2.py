@@ -13,7 +13,8 @@ run), backtranslate and abstractive summaries (only with local seq2seq folders: 
 --summary-model; skipped, and said so, without them).
 
     python benchmarks/augment_sst2.py [--seeds 0,1,2] [--methods none,eda,noise,summarize,mask]
-        [--train-size 500] [--copies 1] [--encoder-steps 3000] [--out runs/augment-sst2] [key=value ...]
+        [--train-size 500] [--copies 1] [--encoder-steps 3000] [--encoder-set model.n_layer=2 ...]
+        [--out runs/augment-sst2] [key=value ...]
 
 The key=value overrides go to every fine-tuning run (e.g. finetune.epochs=5). Run it alone: it fine-tunes
 len(methods) x len(seeds) models. A quick check that it runs end to end:
@@ -101,6 +102,8 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=1.0)
     parser.add_argument("--mask-model", default=None, help="a masked-LM folder or lmforge encoder run (default: pretrain one)")
     parser.add_argument("--encoder-steps", type=int, default=3000, help="steps of the encoder pretrained for mask")
+    parser.add_argument("--encoder-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override configs/sst2-encoder.yaml for the encoder pretrained for mask (repeatable)")
     parser.add_argument("--mt-model", default=None, help="English-to-pivot seq2seq folder (backtranslate)")
     parser.add_argument("--mt-back-model", default=None, help="pivot-to-English seq2seq folder (backtranslate)")
     parser.add_argument("--summary-model", default=None, help="seq2seq summariser folder (abstractive)")
@@ -122,7 +125,7 @@ def main() -> None:
         encoder = str(out / "encoder")
         print(f"pretraining the masked-LM encoder ({args.encoder_steps} steps) into {encoder}", flush=True)
         lmforge("train", "configs/sst2-encoder.yaml", f"train.max_steps={args.encoder_steps}",
-                f"data.path={SST2 / 'train.tsv'}", f"data.prepared_dir={out / 'encoder-prepared'}",
+                f"data.path={SST2 / 'train.tsv'}", f"data.prepared_dir={out / 'encoder-prepared'}", *args.encoder_set,
                 "train.tensorboard=false", "--run-dir", encoder, "--overwrite", "--no-progress", log=out / "encoder.log")
 
     results: dict[str, dict[int, dict]] = {}

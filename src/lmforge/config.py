@@ -383,6 +383,7 @@ class FinetuneConfig(Section):
     task: Literal["classify", "tag", "qa", "lm"] = Field("classify", description="classify: a label per text; tag: a BIO tag per word (NER); qa: extractive question answering (SQuAD); lm: language-model fine-tuning on domain text (ULMFiT stage 2)")
     backbone: str = Field(..., description="an lmforge run directory (gpt, rnn, lstm, gru), a local Hugging Face model folder (AutoModel), or py:PACKAGE/FOLDER, a folder inside an installed Python package")
     backbone_checkpoint: str = Field("last", description="lmforge backbones: last, best or step-N")
+    backbone_weights: Literal["pretrained", "random"] = Field("pretrained", description="pretrained: the backbone's trained weights; random: the same architecture and tokenizer freshly initialised (seeded by train.seed), the from-scratch baseline that shows what pretraining gives")
     train_path: str = Field(..., description="training data: .tsv/.csv/.jsonl (classify, lm), CoNLL columns (tag), SQuAD JSON (qa)")
     val_path: str | None = Field(None, description="validation data in the same format, evaluated after every epoch and by lmforge eval")
     format: Literal["auto", "tsv", "csv", "jsonl", "txt"] = Field("auto", description="classify and lm files: auto = from the extension (txt: one text per line, no labels: lm data or predict input)")

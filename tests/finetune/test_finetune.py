@@ -222,3 +222,28 @@ def test_unfreezing_schedule_counts_groups_from_the_top():
     assert [recipe.unfrozen_count(fc, 4, epoch=e, step=99) for e in range(5)] == [1, 2, 3, 4, 4]
     fc.unfreeze = "none"
     assert recipe.unfrozen_count(fc, 4, epoch=0, step=0) == 4
+
+
+@pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_lstm_run"])
+def test_random_weights_keep_the_shape_and_tokenizer_but_not_the_weights(backbone, request):
+    path = request.getfixturevalue(backbone)
+    pretrained = load_backbone(path, "classify")
+    torch.manual_seed(12345)  # not the seed the fixture was built with
+    fresh = load_backbone(path, "classify", weights="random")
+    torch.manual_seed(12345)
+    again = load_backbone(path, "classify", weights="random")
+    before, after = pretrained.state_dict(), fresh.state_dict()
+    assert before.keys() == after.keys()
+    assert all(before[k].shape == after[k].shape for k in before)
+    assert fresh.tokenizer.to_str() == pretrained.tokenizer.to_str()
+    matrices = [k for k in before if before[k].dim() == 2]
+    assert matrices and not any(torch.equal(before[k], after[k]) for k in matrices)
+    assert all(torch.equal(after[k], again.state_dict()[k]) for k in after)  # seeded
+
+
+def test_finetune_from_random_weights_runs_and_records_it(tiny_bert, sentiment_tsv, tmp_path):
+    cfg = config(tiny_bert, sentiment_tsv(), "finetune.text_column=sentence", "finetune.epochs=1",
+                 "finetune.backbone_weights=random")
+    recipe.finetune(cfg, tmp_path / "run", progress=False)
+    assert load_config(tmp_path / "run" / "config.yaml").finetune.backbone_weights == "random"
+    assert evaluate_task_run(tmp_path / "run")["accuracy"] >= 0  # the saved run reloads without the pretrained weights

@@ -217,8 +217,10 @@ def resolve_backbone_path(spec: str | Path) -> Path:
     return Path(found.origin).parent / sub
 
 
-def load_backbone(path: str | Path, task: str, checkpoint: str = "last") -> Backbone:
-    """The backbone in `path` (see resolve_backbone_path): an lmforge run directory or a local HF model folder."""
+def load_backbone(path: str | Path, task: str, checkpoint: str = "last", weights: str = "pretrained") -> Backbone:
+    """The backbone in `path` (see resolve_backbone_path): an lmforge run directory or a local HF model folder.
+    weights="random" keeps its architecture and tokenizer but initialises the network afresh (from the global
+    torch seed), the from-scratch baseline of a transfer-learning comparison."""
     path = resolve_backbone_path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: backbone folder not found")
@@ -226,23 +228,31 @@ def load_backbone(path: str | Path, task: str, checkpoint: str = "last") -> Back
         from lmforge.train.checkpoint import load_run
 
         run = load_run(path, checkpoint)
-        return LmforgeBackbone(run.model, run.tokenizer.backend, keep_lm_head=task == "lm")
+        model = run.model
+        if weights == "random":
+            from lmforge.models import build_model
+
+            model = build_model(run.config.model)
+        return LmforgeBackbone(model, run.tokenizer.backend, keep_lm_head=task == "lm")
     if task == "lm":
         raise ConfigError(f"finetune.task=lm: {path} is a Hugging Face encoder without an LM head that lmforge can "
                           f"train; LM fine-tuning takes an lmforge run directory")
-    return load_hf_backbone(path)
+    return load_hf_backbone(path, random_init=weights == "random")
 
 
-def load_hf_backbone(path: Path) -> HFBackbone:
+def load_hf_backbone(path: Path, random_init: bool = False) -> HFBackbone:
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: neither an lmforge run directory (config.yaml, checkpoints/) nor a Hugging "
                               f"Face model folder (config.json)")
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise CheckpointError(f"{path}: backbone folder has no weights ({' or '.join(WEIGHT_FILES[::2])})")
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel
 
     try:
-        model = AutoModel.from_pretrained(path, local_files_only=True)
+        if random_init:  # the weights file was checked above all the same: a folder without them is no backbone
+            model = AutoModel.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
+        else:
+            model = AutoModel.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
     return HFBackbone(model, hf_tokenizer(path), model.config)

@@ -137,7 +137,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
 
         augmented = TaskTrainingData(cfg, progress)
     torch.manual_seed(tc.seed)
-    backbone = load_backbone(fc.backbone, fc.task, fc.backbone_checkpoint)
+    backbone = load_backbone(fc.backbone, fc.task, fc.backbone_checkpoint, fc.backbone_weights)
     if backbone.max_positions and fc.max_length > backbone.max_positions:
         raise ConfigError(f"finetune.max_length: {fc.max_length} is longer than the backbone takes "
                           f"({backbone.max_positions} positions)")
