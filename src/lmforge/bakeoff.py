@@ -83,6 +83,19 @@ def _steps_for(cfg: Config, budget: Budget, recipe: Path, run_dir: Path, progres
     return max(int(0.9 * budget.seconds * statistics.median(rates) / tokens_per_step), 1)
 
 
+def _same_run(saved: dict | None, key: dict) -> bool:
+    """Whether a finished row was trained with this recipe and budget. Options that a later lmforge added at
+    their defaults (which keep the old behaviour) do not count as a change; any set value does."""
+    if not saved or saved.get("budget") != key["budget"]:
+        return False
+    try:
+        before = Config.model_validate(saved["recipe"])
+    except ValueError:  # an option since removed or renamed
+        return False
+    return before.model_dump(mode="json", exclude_defaults=True) == \
+        Config.model_validate(key["recipe"]).model_dump(mode="json", exclude_defaults=True)
+
+
 def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Path, progress: bool = True,
             resume: bool = False) -> list[dict]:
     """Train each family in `families` under `budget`; write and return the comparison table.
@@ -100,8 +113,8 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
         run_dir = out_dir / family
         key = {"recipe": fcfg.model_dump(mode="json"), "budget": [budget.seconds, budget.tokens]}
         finished = run_dir / "bakeoff_row.json"
-        if resume and finished.is_file() and (saved := json.loads(finished.read_text())).get("key") == key:
-            rows.append(saved["row"])
+        if resume and finished.is_file() and _same_run(json.loads(finished.read_text()).get("key"), key):
+            rows.append(json.loads(finished.read_text())["row"])
             continue
         recipe = out_dir / "recipes" / f"{family}.yaml"
         save_config(fcfg, recipe)

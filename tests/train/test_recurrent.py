@@ -96,6 +96,12 @@ def test_bakeoff_writes_table_json_and_plot_and_resumes(tiny_config, tmp_path):
     again = bakeoff(cfg, ["ffnn", "lstm", "gpt"], Budget.parse("4ktok"), tmp_path / "out", progress=False, resume=True)
     assert again == json.loads(json.dumps(rows))
     assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns == kept
+    # a row saved before lmforge had an option (now at its default) still counts as the same run
+    saved = json.loads((tmp_path / "out/ffnn/bakeoff_row.json").read_text())
+    del saved["key"]["recipe"]["schedule"]["step_gamma"]
+    (tmp_path / "out/ffnn/bakeoff_row.json").write_text(json.dumps(saved))
+    bakeoff(cfg, ["ffnn"], Budget.parse("4ktok"), tmp_path / "out", progress=False, resume=True)
+    assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns == kept
     bakeoff(cfg, ["ffnn"], Budget.parse("2ktok"), tmp_path / "out", progress=False, resume=True)
     assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns != kept
 
