@@ -288,6 +288,7 @@ class CurateConfig(Section):
     val_fraction: float = Field(0.0, ge=0, lt=1, description="share of documents written to the val split (by a hash of the document, so near duplicates share a split)")
     test_fraction: float = Field(0.0, ge=0, lt=1, description="share of documents written to the test split")
     seed: int = Field(0, description="seeds the split and the resampling")
+    id_field: str = Field("id", description="the field holding a document's id: a copy made by lmforge augment (its augmented_from field names an earlier document's id) goes to its original's split, so no split holds a copy of another split's example")
 
     @field_validator("languages", mode="before")
     @classmethod

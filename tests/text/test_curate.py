@@ -254,6 +254,37 @@ def test_splits_are_deterministic_and_near_duplicates_never_straddle(planted, tm
         assert split_of[original] == split_of[copy]
 
 
+def test_augmented_copies_join_their_originals_split(tmp_path, monkeypatch):
+    """Copies whose text shares nothing with their original (as a back-translation may) still go to its split,
+    also when the original has gone from memory to the scratch database, or was dropped as a duplicate."""
+    monkeypatch.setattr(importlib.import_module("lmforge.text.curate").OriginSplits, "BATCH", 7)
+    rng = random.Random(1)
+    vocab = vocabulary(rng)
+    rows = []
+    for i in range(60):
+        rows.append({"text": document(rng, vocab, 40), "id": f"d{i}"})
+        rows += [{"text": document(rng, vocab, 40), "id": f"d{i}-eda-{k}", "augmented_from": f"d{i}"} for k in range(2)]
+    rows.append({"text": rows[0]["text"], "id": "again"})  # an exact duplicate of d0, dropped...
+    rows.append({"text": document(rng, vocab, 40), "id": "again-eda-0", "augmented_from": "again"})  # ...its copy
+    rows.append({"text": document(rng, vocab, 40), "id": "orphan-eda-0", "augmented_from": "never-seen"})
+    path = write_jsonl(tmp_path / "aug.jsonl", rows)
+    cfg = CurateConfig(val_fraction=0.3, test_fraction=0.3, seed=2, quality=None)
+    curate(path, tmp_path / "c.jsonl", cfg, workers=1, progress=False)
+    split_of = {row["id"]: split for split in ("train", "val", "test")
+                for row in read_jsonl(tmp_path / f"c.{split}.jsonl")}
+    assert len(split_of) == 60 * 3 + 2 and "again" not in split_of  # the orphan goes by its own hash
+    assert {split_of[f"d{i}"] for i in range(60)} == {"train", "val", "test"}
+    for i in range(60):
+        assert split_of[f"d{i}-eda-0"] == split_of[f"d{i}-eda-1"] == split_of[f"d{i}"]
+    assert split_of["again-eda-0"] == split_of["d0"]
+    # without the link, the copies would scatter: their own hashes put most in another split than the original
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{k: v for k, v in r.items() if k != "augmented_from"} for r in rows])
+    curate(plain, tmp_path / "p.jsonl", cfg, workers=1, progress=False)
+    split_of = {row["id"]: split for split in ("train", "val", "test")
+                for row in read_jsonl(tmp_path / f"p.{split}.jsonl")}
+    assert sum(split_of[f"d{i}-eda-0"] != split_of[f"d{i}"] for i in range(60)) > 20
+
+
 @pytest.fixture
 def labelled(tmp_path):
     rng = random.Random(5)

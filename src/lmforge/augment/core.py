@@ -29,10 +29,10 @@ from lmforge.config import AugmentConfig, DataConfig
 from lmforge.corpora import ReadStats, list_sources
 from lmforge.errors import DataError
 from lmforge.text.pipeline import split_path
-from lmforge.text.records import DocWriter, Malformed, check_writable, output_format, read_docs
+from lmforge.text.records import AUGMENTED_FROM, DocWriter, Malformed, check_writable, output_format, read_docs
 from lmforge.text.report import Report
 
-FROM_FIELD = "augmented_from"  # a copy's original's id (the first original, for a copy of a copy)
+FROM_FIELD = AUGMENTED_FROM  # a copy's original's id (the first original, for a copy of a copy)
 METHOD_FIELD = "augment_method"
 SPLITS = ("train", "val", "test")
 

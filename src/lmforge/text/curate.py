@@ -8,7 +8,8 @@ the number of workers.
 
 A document's split comes from a hash of its cluster: the first document it duplicates (exactly, or in an
 LSH band), else itself. So exact and near duplicates kept with `near_dedup=false` share a split, and
-with dedup on, no two kept documents are near duplicates at all. Balancing applies to the train split
+with dedup on, no two kept documents are near duplicates at all. A copy made by `lmforge augment` goes to
+its original's split (`OriginSplits`), however different its text. Balancing applies to the train split
 (evaluation splits keep the natural label distribution), or to everything when there is no split; it
 holds the documents in a scratch file and resamples them at the end.
 
@@ -33,7 +34,7 @@ from typing import IO, Iterator
 from lmforge.config import CleanConfig, CurateConfig, DataConfig
 from lmforge.text.dedup import DupIndex, MinHasher, band_layout, exact_key, open_scratch_db
 from lmforge.text.quality import first_failure
-from lmforge.text.records import Doc
+from lmforge.text.records import AUGMENTED_FROM, Doc
 from lmforge.text.report import Report, Tally
 
 _LANGID_CHARS = 2000  # language identification reads the start of a document: enough, and bounded
@@ -129,6 +130,49 @@ class Scratch:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+
+
+class OriginSplits:
+    """The split each document id went to, so that an augmented copy (`augmented_from` names its original's id)
+    joins its original's split instead of one drawn from its own text. Ids wait in memory and go to the
+    scratch database in batches; lmforge augment writes each original just before its copies, so a copy's
+    original is almost always still in memory."""
+
+    CODES = {"train": 0, "val": 1, "test": 2}
+    BATCH = 10_000
+
+    def __init__(self, id_field: str, scratch: Scratch):
+        self.id_field, self.scratch = id_field, scratch
+        self.pending: dict[str, int] = {}
+        self.stored = False
+
+    def record(self, doc: Doc, split: str) -> None:
+        if doc.fields and self.id_field in doc.fields:
+            self.pending.setdefault(str(doc.fields[self.id_field]), self.CODES[split])
+            if len(self.pending) >= self.BATCH:
+                self._flush()
+
+    def of(self, doc: Doc) -> str | None:
+        """The split of the document `doc` is a copy of; None for an original, or one whose original was
+        filtered out or never seen."""
+        origin = doc.fields.get(AUGMENTED_FROM) if doc.fields else None
+        if origin is None:
+            return None
+        code = self.pending.get(str(origin))
+        if code is None and self.stored:
+            row = self.scratch.db.execute("SELECT split FROM origins WHERE id = ?", (str(origin),)).fetchone()
+            code = row and row[0]
+        return None if code is None else list(self.CODES)[code]
+
+    def _flush(self) -> None:
+        db = self.scratch.db
+        if not self.stored:
+            db.execute("CREATE TABLE origins (id TEXT PRIMARY KEY, split INTEGER NOT NULL) WITHOUT ROWID")
+            self.stored = True
+        db.execute("BEGIN")
+        db.executemany("INSERT OR IGNORE INTO origins VALUES (?, ?)", self.pending.items())
+        db.execute("COMMIT")
+        self.pending.clear()
 
 
 class Balancer:
@@ -228,6 +272,7 @@ class Curator:
         self.scratch = Scratch(scratch_dir)
         self._index: DupIndex | None = None
         self.splits = dict.fromkeys(self.split_names(), 0)
+        self.origins = OriginSplits(cfg.id_field, self.scratch) if "train" in self.splits else None
         self.balancer = Balancer(cfg, self.scratch) if cfg.balance != "none" else None
 
     @property
@@ -245,6 +290,10 @@ class Curator:
         u = _unit(self.cfg.seed, cluster)
         return "test" if u < self.cfg.test_fraction else "val" if u < self.cfg.test_fraction + self.cfg.val_fraction else "train"
 
+    def _record(self, doc: Doc, split: str) -> None:
+        if self.origins is not None:
+            self.origins.record(doc, split)
+
     def prefetch(self, signals: list[Signals | None]) -> None:
         """Look up together the index keys of the documents about to be admitted."""
         kept = [s for s in signals if s is not None and s.rejected is None]
@@ -260,9 +309,11 @@ class Curator:
             if signals.rejected == "language":
                 tally["language"].counts[signals.language or "unknown"] += 1
             return []
+        origin = self.origins.of(doc) if self.origins is not None else None
         if self.cfg.exact_dedup:
             if self.index.seen(signals.exact):
                 tally["exact_duplicate"].note_removed(doc.text)
+                self._record(doc, origin or self._split(signals.exact))  # the split its text went to
                 return []
             self.index.add(signals.exact)
         cluster = signals.exact
@@ -271,10 +322,12 @@ class Curator:
             if match is not None:
                 if self.cfg.near_dedup:
                     tally["near_duplicate"].note_removed(doc.text)
+                    self._record(doc, origin or self._split(match))
                     return []
                 cluster = match
             self.index.insert(signals.bands, found, cluster)
-        split = self._split(cluster)
+        split = origin or self._split(cluster)
+        self._record(doc, split)
         if self.balancer is not None and split in ("train", "all"):
             label = self.balancer.label(doc)
             if label is not None:

@@ -37,6 +37,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _EXTRA_COLUMNS = "\0extra"  # where csv.DictReader puts the values of a row longer than its header
 
 
+AUGMENTED_FROM = "augmented_from"  # lmforge augment: the field of a copy that holds its original's id
+
+
 @dataclass(slots=True)
 class Doc:
     """A document, or one piece of a long one; `fields` (the record's other fields) ride on the last piece."""
