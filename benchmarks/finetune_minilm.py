@@ -7,7 +7,7 @@ run's metrics.jsonl (the validation metrics after the last epoch) or, for held-o
 - sst2: configs/sst2-minilm.yaml on SST-2's training set (or its first --sst2-size sentences), dev accuracy.
 - ablation: plain fine-tuning, gradual unfreezing, discriminative rates, both, and LoRA, each on the same
   first --ablation-size training sentences for the same epochs.
-- transfer: 100 / 1,000 / --transfer-all labelled sentences, pretrained backbone against the same
+- transfer: 100 / 1,000 / all (--transfer-sizes) labelled sentences, pretrained backbone against the same
   architecture with random weights (finetune.backbone_weights=random).
 - wnut17: configs/wnut17-minilm.yaml (train, dev after each epoch), entity F1 on emerging.test.annotated.
 - squad: the articles of the first 80 % of SQuAD v1.1 dev train, the other 20 % evaluate (EM / F1); the
@@ -90,7 +90,7 @@ def ablation(args, out: Path, common: list[str]) -> list[str]:
 
 
 def transfer(args, out: Path, common: list[str]) -> list[str]:
-    sizes = [100, 1000, args.transfer_all]
+    sizes = [int(n) for n in args.transfer_sizes.split(",")]
     lines = [f"SST-2 dev accuracy against labelled training sentences, {args.transfer_epochs} epochs "
              f"({' '.join(common)})", "", "| labels | pretrained MiniLM % | same architecture, random weights % |",
              "|---:|---:|---:|"]
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--sst2-size", type=int, default=None, help="sst2: the first this many sentences (default all)")
     parser.add_argument("--ablation-size", type=int, default=4000)
     parser.add_argument("--ablation-epochs", type=int, default=2)
-    parser.add_argument("--transfer-all", type=int, default=67349, help="the largest size of the curve (SST-2 has 67,349)")
+    parser.add_argument("--transfer-sizes", default="100,1000,67349", help="training sentences per point (SST-2 has 67,349)")
     parser.add_argument("--transfer-epochs", type=int, default=2)
     parser.add_argument("--squad-train-windows", type=int, default=None, help="squad: the first this many training windows")
     parser.add_argument("overrides", nargs="*")
