@@ -34,9 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 ABLATION = {  # the techniques of the issue, each a set of recipe overrides
     "plain": [],
-    "gradual unfreezing": ["finetune.unfreeze=epoch"],
+    # MiniLM has 8 layer groups; a group every 8 steps has them all training within the first 64 steps
+    "gradual unfreezing": ["finetune.unfreeze=steps", "finetune.unfreeze_steps=8"],
     "discriminative lr (2.6)": ["finetune.discriminative_factor=2.6"],
-    "both": ["finetune.unfreeze=epoch", "finetune.discriminative_factor=2.6"],
+    "both": ["finetune.unfreeze=steps", "finetune.unfreeze_steps=8", "finetune.discriminative_factor=2.6"],
     "LoRA r=8 (lr 1e-3)": ["finetune.lora.r=8", "optimizer.lr=1e-3"],
 }
 
