@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
+NLTK_DATA = ROOT.parent / "shared" / "data" / "nltk_data"  # WordNet, for EDA's synonyms and insertions
 METHODS = ("none", "eda", "noise", "summarize", "mask", "backtranslate", "abstractive")
 
 
@@ -115,6 +117,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--methods: unknown {', '.join(sorted(unknown))} (known: {', '.join(METHODS)})")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if NLTK_DATA.is_dir():  # the fine-tuning processes inherit it
+        os.environ.setdefault("NLTK_DATA", str(NLTK_DATA))
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
