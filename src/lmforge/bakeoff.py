@@ -119,7 +119,8 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
         recipe = out_dir / "recipes" / f"{family}.yaml"
         save_config(fcfg, recipe)
         steps = _steps_for(fcfg, budget, recipe, run_dir, progress)
-        overrides = [f"train.max_steps={steps}", "sample.num_samples=0"]
+        # the rate schedule spans the steps the budget allows, whatever the recipe's own length
+        overrides = [f"train.max_steps={steps}", f"schedule.decay_steps={steps}", "sample.num_samples=0"]
         if budget.seconds is not None:
             overrides.append(f"train.time_budget_s={budget.seconds}")
         started = time.perf_counter()

@@ -90,6 +90,9 @@ def test_bakeoff_writes_table_json_and_plot_and_resumes(tiny_config, tmp_path):
     table = (tmp_path / "out/bakeoff.md").read_text()
     assert "| lstm |" in table and json.loads((tmp_path / "out/bakeoff.json").read_text())["models"]
     assert (tmp_path / "out/bakeoff.png").read_bytes()[:4] == b"\x89PNG"
+    for family in ("ffnn", "lstm", "gpt"):  # each schedule spans the steps its budget allowed
+        ran = load_config(tmp_path / "out" / family / "config.yaml")
+        assert ran.schedule.decay_steps == ran.train.max_steps == next(r for r in rows if r["model"] == family)["steps"]
 
     # an interrupted bake-off, rerun with resume: finished models are kept, a changed budget retrains
     kept = (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns
