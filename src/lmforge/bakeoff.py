@@ -24,6 +24,9 @@ from lmforge.io import atomic_path, atomic_write_json, atomic_write_text
 
 FAMILIES = ("ffnn", "rnn", "lstm", "gru", "gpt")
 PROBE_STEPS = 20
+# --resume keeps a finished row only if it was trained the way this version trains: bump this when a change
+# alters that (2: each schedule spans the model's own steps)
+ROW_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,10 @@ def _steps_for(cfg: Config, budget: Budget, recipe: Path, run_dir: Path, progres
 
 
 def _same_run(saved: dict | None, key: dict) -> bool:
-    """Whether a finished row was trained with this recipe and budget. Options that a later lmforge added at
-    their defaults (which keep the old behaviour) do not count as a change; any set value does."""
-    if not saved or saved.get("budget") != key["budget"]:
+    """Whether a finished row was trained with this recipe and budget by this version of the bake-off. Options
+    that a later lmforge added at their defaults (which keep the old behaviour) do not count as a change; any
+    set value does."""
+    if not saved or saved.get("version", 1) != key["version"] or saved.get("budget") != key["budget"]:
         return False
     try:
         before = Config.model_validate(saved["recipe"])
@@ -111,7 +115,7 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
     rows = []
     for family, fcfg in zip(families, configs):
         run_dir = out_dir / family
-        key = {"recipe": fcfg.model_dump(mode="json"), "budget": [budget.seconds, budget.tokens]}
+        key = {"version": ROW_VERSION, "recipe": fcfg.model_dump(mode="json"), "budget": [budget.seconds, budget.tokens]}
         finished = run_dir / "bakeoff_row.json"
         if resume and finished.is_file() and _same_run(json.loads(finished.read_text()).get("key"), key):
             rows.append(json.loads(finished.read_text())["row"])

@@ -105,8 +105,14 @@ def test_bakeoff_writes_table_json_and_plot_and_resumes(tiny_config, tmp_path):
     (tmp_path / "out/ffnn/bakeoff_row.json").write_text(json.dumps(saved))
     bakeoff(cfg, ["ffnn"], Budget.parse("4ktok"), tmp_path / "out", progress=False, resume=True)
     assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns == kept
+    # a row from an older bake-off, which trained differently, is trained again
+    saved["key"]["version"] = 1
+    (tmp_path / "out/ffnn/bakeoff_row.json").write_text(json.dumps(saved))
+    bakeoff(cfg, ["ffnn"], Budget.parse("4ktok"), tmp_path / "out", progress=False, resume=True)
+    retrained = (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns
+    assert retrained != kept
     bakeoff(cfg, ["ffnn"], Budget.parse("2ktok"), tmp_path / "out", progress=False, resume=True)
-    assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns != kept
+    assert (tmp_path / "out/ffnn/metrics.jsonl").stat().st_mtime_ns != retrained
 
 
 def test_bakeoff_bad_input(tiny_config):
