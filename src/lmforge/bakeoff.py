@@ -117,8 +117,9 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
         run_dir = out_dir / family
         key = {"version": ROW_VERSION, "recipe": fcfg.model_dump(mode="json"), "budget": [budget.seconds, budget.tokens]}
         finished = run_dir / "bakeoff_row.json"
-        if resume and finished.is_file() and _same_run(json.loads(finished.read_text()).get("key"), key):
-            rows.append(json.loads(finished.read_text())["row"])
+        saved = json.loads(finished.read_text()) if resume and finished.is_file() else None
+        if saved and _same_run(saved.get("key"), key):
+            rows.append(saved["row"])
             continue
         recipe = out_dir / "recipes" / f"{family}.yaml"
         save_config(fcfg, recipe)
