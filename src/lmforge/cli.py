@@ -50,6 +50,18 @@ def _config(recipe: str | None, overrides: list[str] | None):
     return load_config(*_split_recipe(recipe, overrides))
 
 
+def _resume_config(run_dir: Path, recipe: str | None, overrides: list[str] | None):
+    """The config a run directory saved, with key=value overrides (a recipe is not allowed)."""
+    from lmforge.config import load_config
+
+    recipe, extra = _split_recipe(recipe, overrides)
+    if recipe is not None:
+        raise LmforgeError("--resume takes its config from the run directory; give only key=value overrides")
+    if not (run_dir / "config.yaml").is_file():
+        raise LmforgeError(f"{run_dir}: not a run directory (no config.yaml)")
+    return load_config(run_dir / "config.yaml", extra)
+
+
 @config_app.command("show")
 @one_line_errors
 def config_show(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg) -> None:
@@ -81,20 +93,13 @@ def train(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = Ov
           overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in the run directory"),
           no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Train a model; print validation loss and samples at the end."""
-    from lmforge.config import load_config
     from lmforge.train.trainer import train as run_training
 
     if resume is not None:
-        recipe, extra = _split_recipe(recipe, overrides)
-        if recipe is not None:
-            raise LmforgeError("--resume takes its config from the run directory; give only key=value overrides")
-        if not (resume / "config.yaml").is_file():
-            raise LmforgeError(f"{resume}: not a run directory (no config.yaml)")
-        cfg = load_config(resume / "config.yaml", extra)
-        result = run_training(cfg, resume, resume=True, progress=not no_progress)
+        result = run_training(_resume_config(resume, recipe, overrides), resume, resume=True,
+                              progress=not no_progress)
     else:
-        cfg = _config(recipe, overrides)
-        result = run_training(cfg, run_dir, overwrite=overwrite, progress=not no_progress)
+        result = run_training(_config(recipe, overrides), run_dir, overwrite=overwrite, progress=not no_progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     best = f" (best {result.best_val_loss:.4f})" if result.best_val_loss is not None else ""
@@ -207,13 +212,18 @@ def _eval_task_run(run_dir: Path, data: Optional[Path], checkpoint: str, batch_s
 def finetune(recipe: Optional[str] = typer.Argument(None, help="a YAML recipe with a finetune section (configs/sst2-minilm.yaml)", show_default=False),
              overrides: Optional[List[str]] = OverridesArg,
              run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where the run goes (default runs/<name>)"),
+             resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run directory from its last checkpoint (the end of an epoch)"),
              overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in the run directory"),
              no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Fine-tune a backbone (an lmforge run or a local HF model) on a task: classify, tag, qa or lm."""
     from lmforge.finetune.predict import headline
     from lmforge.finetune.train import finetune as run_finetune
 
-    result = run_finetune(_config(recipe, overrides), run_dir, overwrite=overwrite, progress=not no_progress)
+    if resume is not None:
+        result = run_finetune(_resume_config(resume, recipe, overrides), resume, resume=True,
+                              progress=not no_progress)
+    else:
+        result = run_finetune(_config(recipe, overrides), run_dir, overwrite=overwrite, progress=not no_progress)
     scores = f", {headline(result.metrics)}" if result.metrics else ""
     typer.echo(f"\n{result.run_dir}: step {result.step}{scores}, {result.elapsed_s:.0f} s")
 

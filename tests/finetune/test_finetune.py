@@ -247,3 +247,45 @@ def test_finetune_from_random_weights_runs_and_records_it(tiny_bert, sentiment_t
     recipe.finetune(cfg, tmp_path / "run", progress=False)
     assert load_config(tmp_path / "run" / "config.yaml").finetune.backbone_weights == "random"
     assert evaluate_task_run(tmp_path / "run")["accuracy"] >= 0  # the saved run reloads without the pretrained weights
+
+
+def test_resume_after_an_epoch_continues_bit_for_bit(tiny_bert, sentiment_tsv, tmp_path):
+    """A run stopped in epoch 3 (its last checkpoint from epoch 2, stray records after it) and resumed ends
+    with the weights and the metrics of the run that never stopped: optimizer state, the unfreezing schedule
+    and the dropout stream all carry over."""
+    import shutil
+
+    train = sentiment_tsv(n=12)
+    extra = ["finetune.text_column=sentence", "finetune.epochs=3", "finetune.batch_size=4", "optimizer.lr=1e-2",
+             "finetune.unfreeze=epoch", "finetune.keep_last=3", "finetune.head_dropout=0.3"]
+    recipe.finetune(config(tiny_bert, train, *extra), tmp_path / "whole", progress=False)
+    shutil.copytree(tmp_path / "whole", tmp_path / "stopped")
+    last_step, last = list_checkpoints(tmp_path / "stopped")[-1]
+    shutil.rmtree(last)
+    with (tmp_path / "stopped" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 99, "loss": 5.0}\n{"step": 10')  # logged after the checkpoint, the last line cut off
+
+    resumed = recipe.finetune(load_config(tmp_path / "stopped" / "config.yaml"), tmp_path / "stopped", resume=True,
+                              progress=False)
+    assert resumed.step == last_step
+    whole = load_file(tmp_path / "whole" / "checkpoints" / f"step-{last_step}" / "model.safetensors")
+    again = load_file(last / "model.safetensors")
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+
+    def records(run):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("time", "tokens_per_s")}
+                for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    assert records("stopped") == records("whole")
+
+
+def test_resume_refuses_a_run_without_checkpoints_and_a_lora_run(tiny_bert, sentiment_tsv, tmp_path):
+    from lmforge.errors import CheckpointError
+
+    train = sentiment_tsv(n=8)
+    cfg = config(tiny_bert, train, "finetune.text_column=sentence", "finetune.lora.r=2")
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        recipe.finetune(cfg, tmp_path / "empty", resume=True, progress=False)
+    recipe.finetune(cfg, tmp_path / "lora", progress=False)
+    with pytest.raises(CheckpointError, match="LoRA run cannot resume"):
+        recipe.finetune(cfg, tmp_path / "lora", resume=True, progress=False)

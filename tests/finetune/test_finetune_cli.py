@@ -46,6 +46,20 @@ def test_tag_recipe_finetune_predict_eval(tiny_bert, tmp_path):
     assert json.loads(out)["f1"] == 1.0
 
 
+def test_finetune_resume_extends_a_run_and_refuses_a_recipe(tiny_bert, tmp_path):
+    train = write_conll(tmp_path / "train.conll", ner_sentences(8))
+    overrides = ["finetune.task=tag", f"finetune.backbone={tiny_bert}", f"finetune.train_path={train}",
+                 "finetune.epochs=1", "finetune.batch_size=4", "train.num_threads=1", "train.tensorboard=false"]
+    code, out, err = run("finetune", *overrides, "--run-dir", tmp_path / "run", "--no-progress")
+    assert code == 0, err
+    assert "step 2," in out
+    code, out, err = run("finetune", "--resume", tmp_path / "run", "finetune.epochs=2", "--no-progress")
+    assert code == 0, err
+    assert "resuming after epoch 1 (step 2)" in out and "step 4," in out
+    code, _, err = run("finetune", CONFIGS / "wnut17-minilm.yaml", "--resume", tmp_path / "run")
+    assert code == 2 and err.startswith("error: --resume takes its config from the run directory")
+
+
 def test_predict_on_a_missing_run_is_one_line(tmp_path):
     code, _, err = run("predict", tmp_path / "nowhere", "--input", tmp_path / "x.tsv")
     assert code == 2 and err.startswith("error: ")

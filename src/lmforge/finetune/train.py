@@ -35,8 +35,9 @@ from lmforge.finetune.data import (collate, column, label_list, read_squad_examp
 from lmforge.finetune.heads import TaskModel, build_head, task_loss
 from lmforge.finetune.predict import Task, encode_file, evaluate, headline
 from lmforge.io import atomic_write_json
-from lmforge.train.checkpoint import list_checkpoints, save_checkpoint
-from lmforge.train.logging import RunLogger
+from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_training_state, load_weights,
+                                     restore_rng, save_checkpoint)
+from lmforge.train.logging import RunLogger, trim_metrics
 from lmforge.train.schedules import lr_at
 
 
@@ -106,20 +107,28 @@ def set_trainable(groups: list[list[nn.Parameter]], trainable: set[int], n_unfro
             p.requires_grad_(index >= first and id(p) in trainable)
 
 
-def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if (list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists()) and not overwrite:
-        raise CheckpointError(f"{run_dir}: run directory already holds a run; use --overwrite to start again")
+def _check_run_dir(run_dir: Path, fc: FinetuneConfig, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not list_checkpoints(run_dir):
+            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints)")
+        if fc.lora is not None:
+            raise CheckpointError(f"{run_dir}: a LoRA run cannot resume: its checkpoints hold the merged weights, "
+                                  "not the adapters")
+    elif (list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists()) and not overwrite:
+        raise CheckpointError(f"{run_dir}: run directory already holds a run; use --resume to continue it or "
+                              "--overwrite to start again")
 
 
-def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool = False,
+def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True) -> FinetuneResult:
-    """Fine-tune `cfg.finetune.backbone` on the task into `run_dir` (default runs/<name>)."""
+    """Fine-tune `cfg.finetune.backbone` on the task into `run_dir` (default runs/<name>); with resume,
+    continue from its last checkpoint (the end of an epoch) as if the run had not stopped."""
     started = time.perf_counter()
     fc = cfg.finetune
     if fc is None:
         raise ConfigError("finetune: the recipe has no finetune section (task, backbone, train_path)")
     run_dir = Path(run_dir or Path("runs") / cfg.name)
-    _check_run_dir(run_dir, overwrite)
+    _check_run_dir(run_dir, fc, resume, overwrite)
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -131,11 +140,17 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
 
         check_task_stage(cfg)
     labels = train_labels(fc)
-    augmented = None
+    augmented, augmented_path = None, None
     if cfg.augment is not None:  # the training file only; val_path is read as it is
-        from lmforge.augment.stage import TaskTrainingData
+        from lmforge.augment.stage import TRAIN_FILE, TaskTrainingData
 
-        augmented = TaskTrainingData(cfg, progress)
+        if resume:  # the copies the run trained on, not a new draw
+            augmented_path = run_dir / "augment" / TRAIN_FILE
+            if not augmented_path.is_file():
+                raise CheckpointError(f"{augmented_path}: missing; the run's augmented training data is gone")
+        else:
+            augmented = TaskTrainingData(cfg, progress)
+            augmented_path = augmented.path
     torch.manual_seed(tc.seed)
     backbone = load_backbone(fc.backbone, fc.task, fc.backbone_checkpoint, fc.backbone_weights)
     if backbone.max_positions and fc.max_length > backbone.max_positions:
@@ -143,11 +158,11 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
                           f"({backbone.max_positions} positions)")
     model = TaskModel(backbone, build_head(fc.task, backbone, len(labels), fc.pooling, fc.head_dropout))
     task = Task(fc, labels, model)
-    if augmented is None:
+    if augmented_path is None:
         train_set = encode_file(task, fc.train_path, labelled=True)
         features = train_set.features[:fc.max_train_examples] if fc.max_train_examples else train_set.features
     else:  # max_train_examples already limited the originals, before their copies were made
-        train_set = encode_file(Task(fc.model_copy(update={"format": "jsonl"}), labels, model), augmented.path,
+        train_set = encode_file(Task(fc.model_copy(update={"format": "jsonl"}), labels, model), augmented_path,
                                 labelled=True)
         features = train_set.features
     val_set = encode_file(task, fc.val_path, labelled=True) if fc.val_path else None
@@ -170,20 +185,30 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
     steps_per_epoch = math.ceil(len(features) / fc.batch_size)
     total_steps = fc.epochs * steps_per_epoch
 
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if augmented is not None:
-        augmented.keep(run_dir)
-    saved = cfg.model_copy(deep=True)
-    if isinstance(backbone, LmforgeBackbone):
-        saved.model = backbone.lm.config  # so the run rebuilds the backbone's shape (and load_run reads a task lm run)
-    save_config(saved, run_dir / "config.yaml")
-    save_backbone_files(backbone, run_dir)
-    atomic_write_json(run_dir / "task.json", {"task": fc.task, "labels": labels, "backbone": backbone.kind,
-                                              "backbone_source": str(fc.backbone)})
+    step, start_epoch, metrics = 0, 0, None
+    if resume:
+        ckpt = list_checkpoints(run_dir)[-1][1]
+        load_weights(model.backbone.lm if fc.task == "lm" else model, ckpt, device)
+        state = load_training_state(ckpt, optimizer)
+        if "rng" in state:  # checkpoints written before it was saved resume with a fresh dropout stream
+            restore_rng(state["rng"])
+        step, start_epoch, metrics = state["step"], state["epoch"], state["metrics"] or None
+        trim_metrics(run_dir, step)  # what a killed epoch logged after its last checkpoint is redone
+    else:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if augmented is not None:
+            augmented.keep(run_dir)
+        saved = cfg.model_copy(deep=True)
+        if isinstance(backbone, LmforgeBackbone):
+            saved.model = backbone.lm.config  # so the run rebuilds the backbone's shape (and load_run reads a task lm run)
+        save_config(saved, run_dir / "config.yaml")
+        save_backbone_files(backbone, run_dir)
+        atomic_write_json(run_dir / "task.json", {"task": fc.task, "labels": labels, "backbone": backbone.kind,
+                                                  "backbone_source": str(fc.backbone)})
 
-    log = RunLogger(run_dir, total_steps, 0, True, tc.tensorboard, progress)
+    log = RunLogger(run_dir, total_steps, step, True, tc.tensorboard, progress)
     for warning in [*train_set.warnings, *(val_set.warnings if val_set else [])]:
         log.write(f"warning: {warning}")
     if augmented is not None:
@@ -192,12 +217,12 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, overwrite: bool 
             log.write(f"warning: augment: {warning}")
         log.write(f"augment ({cfg.augment.method}): {extra['copies_written']:,} copies of "
                   f"{extra['examples_augmented']:,} training examples, in {run_dir / 'augment'}")
-    log.write(f"{len(features):,} training sequences, {len(groups)} layer groups, {total_steps:,} steps")
+    log.write(f"{len(features):,} training sequences, {len(groups)} layer groups, {total_steps:,} steps"
+              + (f"; resuming after epoch {start_epoch} (step {step:,})" if resume else ""))
 
-    step, metrics = 0, None
     window_start, window_tokens = time.perf_counter(), 0
     model.train()
-    for epoch in range(fc.epochs):
+    for epoch in range(start_epoch, fc.epochs):
         order = torch.randperm(len(features), generator=torch.Generator().manual_seed(tc.seed + epoch)).tolist()
         for start in range(0, len(order), fc.batch_size):
             n_unfrozen = unfrozen_count(fc, len(groups), epoch, step)
@@ -247,5 +272,6 @@ def _save(run_dir: Path, step: int, model: TaskModel, fc: FinetuneConfig, optimi
     if fc.task == "lm":
         exported = exported.backbone.lm
     state = {"epoch": epoch + 1, "val_loss": metrics["loss"] if metrics else None,
-             "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}}
+             "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
+             "rng": capture_rng()}  # dropout's stream, so a resumed run continues it
     save_checkpoint(run_dir, step, exported, optimizer, state, fc.keep_last)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lmforge.io import atomic_write_text
+
 
 class RunLogger:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, enabled: bool,
@@ -58,3 +60,20 @@ class RunLogger:
         self.metrics.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop the records a stopped run logged after `step`, its last checkpoint, so that the resumed run's
+    records for those steps are the only ones (a half-written last line goes too)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    atomic_write_text(path, "".join(kept))
