@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 ABLATION = {  # the techniques of the issue, each a set of recipe overrides
     "plain": [],
-    # MiniLM has 8 layer groups; a group every 8 steps has them all training within the first 64 steps
+    # MiniLM has 8 layer groups; one more every 8 steps has them all training from step 56
     "gradual unfreezing": ["finetune.unfreeze=steps", "finetune.unfreeze_steps=8"],
     "discriminative lr (2.6)": ["finetune.discriminative_factor=2.6"],
     "both": ["finetune.unfreeze=steps", "finetune.unfreeze_steps=8", "finetune.discriminative_factor=2.6"],

@@ -58,6 +58,16 @@ def test_resume_continues_bit_for_bit(tiny_config, tmp_path):
     assert whole.val_loss == resumed.val_loss
 
 
+def test_resume_drops_what_a_stopped_run_logged_after_its_checkpoint(tiny_config, tmp_path):
+    train(tiny_config("sample.num_samples=0", "train.max_steps=10"), tmp_path / "run", progress=False)
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 13, "loss": 9.0}\n{"step": 1')  # logged after step 10's checkpoint, then cut off
+    train(load_config(tmp_path / "run" / "config.yaml", ["train.max_steps=12"]), tmp_path / "run", resume=True,
+          progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert 13 not in steps and max(steps) == 12 and steps == sorted(steps)
+
+
 def test_batch_warmup_trains_on_fewer_rows_first_and_resumes_exactly(tiny_config, tmp_path):
     common = ["train.micro_batch_size=8", "train.batch_warmup_start=2", "train.batch_warmup_steps=16",
               "schedule.decay_steps=20", "sample.num_samples=0", "train.log_interval=1"]

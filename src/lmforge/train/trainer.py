@@ -32,7 +32,7 @@ from lmforge.models.encoder import IGNORE, MaskedLM, MaskedWindows, is_masked_lm
 from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
-from lmforge.train.logging import RunLogger
+from lmforge.train.logging import RunLogger, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty
 from lmforge.train.schedules import batch_rows, lr_at
 
@@ -139,6 +139,8 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         carried = load_carried_state(ckpt, d.rank, d.device)
         step, best = state["step"], state.get("best_val_loss")
         evals_since_best, elapsed_before = state.get("evals_since_best", 0), state.get("elapsed_s", 0.0)
+        if d.is_main:  # what the stopped run logged after this checkpoint is done again
+            trim_metrics(run_dir, step)
     elif d.is_main:
         if overwrite and run_dir.exists():
             shutil.rmtree(run_dir)
