@@ -21,6 +21,7 @@ from pathlib import Path
 from lmforge.config import Config, load_config, save_config
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.io import atomic_path, atomic_write_json, atomic_write_text
+from lmforge.models import family_section
 
 FAMILIES = ("ffnn", "rnn", "lstm", "gru", "gpt")
 PROBE_STEPS = 20
@@ -53,9 +54,7 @@ def family_config(cfg: Config, family: str) -> Config:
         raise ConfigError(f"--models: unknown architecture {family!r} (known: {', '.join(FAMILIES)})")
     tree = cfg.model_dump(mode="json")
     tree["name"] = f"{cfg.name}-{family}"
-    if cfg.model.arch != family:
-        tree["model"] = {"arch": family}
-    tree["model"]["vocab_size"] = None
+    tree["model"] = {**family_section(family, cfg.model), "vocab_size": None}
     return Config.model_validate(tree)
 
 

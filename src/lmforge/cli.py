@@ -150,7 +150,7 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
         _eval_task_run(run_dir, data, checkpoint, batch_size, as_json)
         return
     run = load_run(run_dir, checkpoint)
-    if metrics and run.config.model.arch == "encoder":
+    if metrics and run.model.objective == "masked":
         raise LmforgeError(f"{run_dir}: --metrics scores generated text; a masked-LM encoder does not generate")
     data_file = str(data) if data else None
     device = _device(device)
@@ -263,7 +263,7 @@ def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
     from lmforge.train.checkpoint import load_run
 
     run = load_run(run_dir, checkpoint)
-    if run.config.model.arch == "encoder":
+    if run.model.objective == "masked":
         raise LmforgeError(f"{run_dir}: a masked-LM encoder does not generate text (it fills in <mask> tokens: "
                            f"lmforge augment --method mask --model {run_dir})")
     sample_cfg = SampleConfig(prompt=prompt, num_samples=num_samples, max_new_tokens=max_new_tokens,

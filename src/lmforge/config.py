@@ -432,7 +432,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _batch_warmup_fits(self) -> "Config":
-        if self.train.batch_warmup_steps and self.model.arch in ("rnn", "lstm", "gru"):
+        if self.train.batch_warmup_steps and isinstance(self.model, RNNConfig):
             raise ValueError("train.batch_warmup_steps: a recurrent model carries its state per batch row, so its "
                              "batch size cannot change during training; use it with gpt or ffnn")
         if self.train.batch_warmup_start > self.train.micro_batch_size:
@@ -442,7 +442,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _encoder_needs_mask_token(self) -> "Config":
-        if self.model.arch == "encoder" and not self.tokenizer.mask_token:
+        if isinstance(self.model, EncoderConfig) and not self.tokenizer.mask_token:
             self.tokenizer.mask_token = True
         return self
 
@@ -451,7 +451,7 @@ class Config(Section):
         # Muon reaches a given loss in about half the steps of AdamW on a GPT (docs/BENCHMARKS.md, Tiny
         # Shakespeare speedrun); fine-tuning and the other families keep AdamW, which they were tuned with.
         if self.optimizer.name == "auto":
-            self.optimizer.name = "muon" if self.model.arch == "gpt" and self.finetune is None else "adamw"
+            self.optimizer.name = "muon" if isinstance(self.model, GPTConfig) and self.finetune is None else "adamw"
         return self
 
     def data_key(self) -> str:

@@ -7,7 +7,7 @@ import torch
 from lmforge.config import EncoderConfig, load_config
 from lmforge.errors import ConfigError
 from lmforge.models import build_model
-from lmforge.models.encoder import IGNORE, MaskedLM
+from lmforge.data.masking import IGNORE, MaskedLM
 
 
 def masked_fractions(cfg: EncoderConfig, seed: int = 0):

@@ -6,8 +6,8 @@ from lmforge.config import RNNConfig
 from lmforge.errors import ConfigError
 from lmforge.generate import generate
 from lmforge.models import build_model
-from lmforge.models.rnn import (BIDIRECTIONAL_LM, BiLM, RecurrentLM, RNNEncoder, SequenceDropout, detach_state,
-                                embedding_dropout, reset_state)
+from lmforge.models.base import detach_state, reset_state
+from lmforge.models.rnn import BIDIRECTIONAL_LM, BiLM, RecurrentLM, RNNEncoder, SequenceDropout, embedding_dropout
 
 AWD = dict(locked_dropout=True, dropout=0.2, dropout_between=0.2, dropout_input=0.2, embed_dropout=0.1,
            weight_drop=0.3, tie_embeddings=True)

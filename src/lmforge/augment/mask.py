@@ -79,11 +79,13 @@ class LmforgeMaskedLM:
 
     def __init__(self, path: str | Path, cfg: AugmentConfig):
         from lmforge.config import load_config
+        from lmforge.models import model_class
         from lmforge.tokenizer import MASK
         from lmforge.train.checkpoint import load_run
 
-        arch = load_config(Path(path) / "config.yaml").model.arch
-        if arch != "encoder":  # refused before any weights load
+        model_cfg = load_config(Path(path) / "config.yaml").model
+        arch = model_cfg.arch
+        if model_class(model_cfg).objective != "masked":  # refused before any weights load
             raise CheckpointError(f"augment.model: {path}: an lmforge {arch} run, not a masked-LM encoder (train one "
                                   f"with model.arch=encoder)")
         self.device = device_of(cfg)

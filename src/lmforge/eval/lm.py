@@ -28,13 +28,11 @@ from torch import nn
 from lmforge.config import DataConfig
 from lmforge.data.loader import eval_batches, stream_eval_batches
 from lmforge.errors import ConfigError, DataError
-from lmforge.models import is_recurrent
-from lmforge.models.encoder import is_masked_lm
+from lmforge.data.masking import IGNORE, MaskedLM
 
 # (inputs, targets, scored[, reset]): the loss counts only the last `scored` positions of every row; a
 # recurrent model's state carries over from the previous batch unless reset is True (the default)
 ScoredBatch = tuple
-IGNORE = -100  # cross_entropy's default ignore_index
 
 
 @dataclass
@@ -71,7 +69,8 @@ def score_batches(model: nn.Module, batches: Iterable[ScoredBatch], device: torc
             state = None
         with autocast or contextlib.nullcontext():
             logits, state = model(x, state)
-        if getattr(inner, "last_losses", None) is not None:  # BiLM: both directions, over B * (T - 1) pairs
+        # any module scores (tests score hand-made ones); a BiLM also reports both directions, over B * (T - 1) pairs
+        if getattr(inner, "last_losses", None) is not None:
             n = x.size(0) * (x.size(1) - 1)
             directions = {k: (directions or {}).get(k, 0.0) + v.item() * n for k, v in inner.last_losses.items()}
             pairs += n
@@ -105,7 +104,7 @@ def sum_loss(model: nn.Module, segments: list[np.ndarray], block_size: int, batc
              max_windows: int | None = None, rank: int = 0, world_size: int = 1,
              recurrent: bool = False, masker=None) -> tuple[float, int]:
     """Total cross-entropy (nats) and number of predicted tokens over non-overlapping windows; with a
-    `masker` (models/encoder.py), of a masked LM's predictions of the tokens it masks in each window."""
+    `masker` (data/masking.py), of a masked LM's predictions of the tokens it masks in each window."""
     windows = window_batches(segments, block_size, batch_size, recurrent, max_windows, rank, world_size)
     if masker is not None:
         windows = ((*masker.rows(x), scored) for x, _, scored in windows)
@@ -251,9 +250,9 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
     run.model.to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bfloat16" else None
     started = time.perf_counter()
-    if is_masked_lm(run.config.model):
+    if run.model.objective == "masked":
         return _evaluate_masked(run, segments, source, batch_size, device, stride, started, autocast)
-    recurrent = is_recurrent(run.config.model)
+    recurrent = run.model.recurrent
     if stride is None:
         windows: Iterable[ScoredBatch] = window_batches(segments, block_size, batch_size, recurrent)
     elif recurrent:
@@ -283,8 +282,6 @@ def _evaluate_masked(run, segments: list[np.ndarray], source: str, batch_size: i
     """A masked-LM encoder's loss and perplexity on the tokens it masks in each window, masked as in training's
     evaluations (the same seed, window by window), so the figures agree and repeat. Per-byte and per-word figures would divide a loss over
     a sample of the tokens by the whole text, so there are none."""
-    from lmforge.models.encoder import MaskedLM
-
     if stride is not None:
         raise ConfigError("--stride: a masked-LM encoder sees whole windows in both directions; sliding windows "
                           "are for left-to-right models")

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from torch import nn
 
 from lmforge.errors import CheckpointError, ConfigError
-from lmforge.models.rnn import embedding_dropout
+from lmforge.models.base import LanguageModel
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -79,82 +79,39 @@ def _groups_by_layer(named: list[tuple[str, nn.Parameter]], pattern: str, n_laye
 
 
 class LmforgeBackbone(Backbone):
-    """An lmforge LM (models/transformer.py or models/rnn.py) read as per-token features.
+    """An lmforge LM read as per-token features, through the model interface (models/base.py).
 
     With `keep_lm_head` (task lm) `lm_logits` scores the vocabulary; otherwise the head is replaced by an
     identity so that the weights of a classifier's checkpoint hold only what the task uses (a tied head is the
     embedding, which stays)."""
 
-    def __init__(self, lm: nn.Module, tokenizer: HFTokenizer, keep_lm_head: bool) -> None:
+    def __init__(self, lm: LanguageModel, tokenizer: HFTokenizer, keep_lm_head: bool) -> None:
         super().__init__()
-        cfg = lm.config
-        if cfg.arch == "ffnn":
-            raise ConfigError("finetune.backbone: a feed-forward n-gram LM has no per-token features over a whole "
-                              "text; use a gpt, rnn, lstm or gru run")
-        if getattr(cfg, "direction", "forward") == "both":
-            raise ConfigError("finetune.backbone: a forward/backward pair (model.direction=both) is not supported as a "
-                              "backbone; fine-tune one trained with direction=forward")
-        if cfg.arch == "encoder" and keep_lm_head:
+        if lm.feature_note is not None:
+            raise ConfigError(f"finetune.backbone: {lm.feature_note}")
+        if lm.objective == "masked" and keep_lm_head:
             raise ConfigError("finetune.task=lm: a masked-LM encoder is not a left-to-right LM; fine-tune a gpt, rnn, "
                               "lstm or gru run")
+        self.hidden_size = lm.feature_size
         if not keep_lm_head:
             lm.lm_head = nn.Identity()
         self.lm = lm
-        self.kind = cfg.arch
-        self.causal = cfg.arch != "encoder"
-        if cfg.arch in ("gpt", "encoder"):
-            self.hidden_size = cfg.n_embd
-            self.max_positions = cfg.block_size
-        else:
-            self.hidden_size = cfg.n_embd if cfg.tie_embeddings else cfg.hidden_size
-            self.max_positions = None
+        self.kind = lm.config.arch
+        self.causal = lm.objective == "causal"
+        self.max_positions = lm.max_positions
         self.tokenizer = plain_tokenizer(tokenizer)
         # An lmforge tokenizer has no [CLS]/[SEP]; padding only needs some id, as masked positions never reach a
         # real token (causal attention; packed RNN sequences).
         self.special = Special(cls=None, sep=None, pad=0)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        lm = self.lm
-        if self.kind == "encoder":  # bidirectional: padding is masked out of attention
-            return lm.features(ids, mask)
-        if self.kind == "gpt":  # GPT.forward without the head: embeddings, blocks, final norm
-            t = lm.transformer
-            T = ids.size(1)
-            x = t.wte(ids)
-            rope = None
-            if "wpe" in t:
-                x = x + t.wpe(torch.arange(T, device=ids.device))
-            else:
-                rope = (lm.rope_cos[:T], lm.rope_sin[:T])
-            x = t.drop(x)
-            for block in t.h:
-                x = block(x, rope)
-            return t.ln_f(x)
-        # RecurrentLM.forward without the head; packed by length so right padding is never read
-        x = embedding_dropout(lm.wte, ids, lm.config.embed_dropout, self.training)
-        h, _ = lm.rnn(lm.drop_input(x), lengths=mask.sum(1))
-        return lm.drop_output(h)
+        return self.lm.features(ids, mask)
 
     def lm_logits(self, features: torch.Tensor) -> torch.Tensor:
-        logits = self.lm.lm_head(features)
-        cap = getattr(self.lm.config, "logit_softcap", None)
-        return cap * torch.tanh(logits / cap) if cap is not None else logits
+        return self.lm.logits(features)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
-        named = list(self.lm.named_parameters())  # a tied matrix appears once
-        if self.kind in ("gpt", "encoder"):  # the encoder has the GPT's module names
-            t = self.lm.transformer
-            bottom = [p for name in ("wte", "wpe") if name in t for p in t[name].parameters()]
-            top = [*t.ln_f.parameters(), *self.lm.lm_head.parameters()]
-            top = [p for p in top if all(p is not b for b in bottom)]  # a tied head is the embedding
-            return _groups_by_layer(named, r"transformer\.h\.(\d+)\.", self.lm.config.n_layer, bottom, top)
-        # nn.LSTM names its weights weight_ih_l{k}: one group per layer, whether the stack is one fused module
-        # or one module per layer (then the module index is the layer)
-        bottom = list(self.lm.wte.parameters())
-        top = [p for p in self.lm.lm_head.parameters() if all(p is not b for b in bottom)]
-        fused = len(self.lm.rnn.groups) == 1
-        pattern = r"_l(\d+)" if fused else r"rnn\.groups\.(\d+)\."
-        return _groups_by_layer(named, pattern, self.lm.config.n_layer, bottom, top)
+        return self.lm.layer_groups()
 
 
 class HFBackbone(Backbone):

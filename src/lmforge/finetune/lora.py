@@ -26,8 +26,8 @@ def default_targets(backbone: Backbone) -> list[str]:
             raise ConfigError(f"finetune.lora.target_modules: peft knows no default layers for model type "
                               f"{backbone.hf_config.model_type!r}; name them")
         return list(targets)
-    if backbone.kind in ("gpt", "encoder"):
-        return ["c_attn"]  # the fused query/key/value projection
+    if backbone.lm.lora_targets:
+        return list(backbone.lm.lora_targets)
     raise ConfigError(f"finetune.lora: peft has no LoRA for {backbone.kind} layers; fine-tune the {backbone.kind} "
                       f"backbone fully (lora: null)")
 

@@ -1,40 +1,44 @@
-"""Model families behind one interface: `forward(tokens[B, T], state=None) -> (logits[B, T, V], state)`.
-
-`build_model` picks the family named by `model.arch`; each family is a constructor taking the ModelConfig.
+"""Model families behind one interface (models/base.py: `LanguageModel`), and the registry that maps a config's
+`model.arch` to its family. This is the only place that reads `arch`: everywhere else asks the model class its
+facts (`recurrent`, `objective`, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch.nn as nn
-
 from lmforge.config import ModelConfig
 from lmforge.errors import ConfigError
+from lmforge.models.base import LanguageModel
 from lmforge.models.encoder import Encoder
 from lmforge.models.ffnn import FFNN
-from lmforge.models.rnn import recurrent_lm
+from lmforge.models.rnn import BiLM, RecurrentLM
 from lmforge.models.transformer import GPT
 
-ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {
+ARCHITECTURES: dict[str, type[LanguageModel]] = {
     "gpt": GPT,
     "ffnn": FFNN,
-    "rnn": recurrent_lm,
-    "lstm": recurrent_lm,
-    "gru": recurrent_lm,
+    "rnn": RecurrentLM,
+    "lstm": RecurrentLM,
+    "gru": RecurrentLM,
     "encoder": Encoder,
 }
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """A freshly initialised model for `cfg` (its vocab_size must be filled in)."""
+def model_class(cfg: ModelConfig) -> type[LanguageModel]:
+    """The class that implements `cfg`: its family's, or for a recurrent direction=both the forward/backward
+    pair. Its class attributes answer questions about the model before any weights exist."""
     try:
-        make = ARCHITECTURES[cfg.arch]
+        family = ARCHITECTURES[cfg.arch]
     except KeyError:
         raise ConfigError(f"model.arch: unknown architecture {cfg.arch!r} (known: {', '.join(ARCHITECTURES)})") from None
-    return make(cfg)
+    return BiLM if family is RecurrentLM and cfg.direction == "both" else family
 
 
-def is_recurrent(cfg) -> bool:
-    """Whether the family carries state from one window to the next (trained and evaluated as streams)."""
-    return cfg.arch in ("rnn", "lstm", "gru")
+def build_model(cfg: ModelConfig) -> LanguageModel:
+    """A freshly initialised model for `cfg` (its vocab_size must be filled in)."""
+    return model_class(cfg)(cfg)
+
+
+def family_section(family: str, current: ModelConfig) -> dict:
+    """The model section for `family` as a config tree: `current` when it already is that family (a recipe's
+    own settings), else the family's defaults."""
+    return current.model_dump(mode="json") if current.arch == family else {"arch": family}

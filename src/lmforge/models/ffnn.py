@@ -4,7 +4,7 @@ Each prediction reads a fixed window of the `context` previous tokens: their emb
 passed through `n_hidden` tanh or ReLU layers and scored against the vocabulary. With `direct`, the
 concatenated embeddings also feed the output straight (Bengio's W), so y = b + Wx + U·act(d + Hx).
 
-Interface shared by every model family: `forward(tokens[B, T], state=None) -> (logits[B, T, V], state)`.
+The model implements `models/base.py`'s interface: `forward(tokens[B, T], state=None) -> (logits, None)`.
 Position t of the input predicts the token after it from tokens t-context+1..t, so the token it predicts is
 never in its window. The model has no state across windows and returns None. Where a window reaches back
 before the first input token, the missing slots hold one learned padding embedding (`pad`): the model then
@@ -20,9 +20,12 @@ import torch.nn as nn
 
 from lmforge.config import FFNNConfig
 from lmforge.errors import ConfigError
+from lmforge.models.base import LanguageModel, top_group
 
 
-class FFNN(nn.Module):
+class FFNN(LanguageModel):
+    feature_note = "a feed-forward n-gram LM has no per-token features over a whole text; use a gpt, rnn, lstm or gru run"
+
     def __init__(self, cfg: FFNNConfig) -> None:
         super().__init__()
         if cfg.vocab_size is None:
@@ -51,12 +54,20 @@ class FFNN(nn.Module):
             n -= self.wte.weight.numel() + self.pad.numel()
         return n
 
-    def flops_per_token(self) -> int:
-        """Training FLOPs per token (forward and backward): 6 per weight that multiplies an activation,
-        which is every parameter outside the lookup tables."""
-        return 6 * self.num_params(exclude_embeddings=True)
+    @property
+    def feature_size(self) -> int:
+        return self.config.hidden_size
 
-    def forward(self, tokens: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """[embedding and padding, hidden layer 0, ..., last hidden layer + output layers]."""
+        bottom = [self.pad, *self.wte.parameters()]
+        layers = [list(layer.parameters()) for layer in self.hidden]
+        out = [*self.lm_head.parameters(), *(self.direct.parameters() if self.direct is not None else [])]
+        layers[-1] += top_group(bottom, out)
+        return [bottom, *layers]
+
+    def windows(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The concatenated embeddings of each position's context window, (B, T, context * n_embd), dropped."""
         B, T = tokens.size()
         c = self.config.context
         x = self.wte(tokens)  # (B, T, n_embd)
@@ -65,11 +76,25 @@ class FFNN(nn.Module):
         # as a view (B, T, n_embd, c); moving the context axis before the embedding axis and flattening
         # concatenates the c embeddings of each window in time order.
         x = x.unfold(1, c, 1).transpose(2, 3).reshape(B, T, c * self.config.n_embd)
-        x = self.drop(x)
+        return self.drop(x)
+
+    def features(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer at each position (each has read only its context window)."""
+        return self.hidden_states(self.windows(tokens))
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         h = x
         for layer in self.hidden:
             h = self.drop(self.act(layer(h)))
-        logits = self.lm_head(h)
+        return h
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The output layer on the hidden states; without Bengio's direct connections, which read the windows."""
+        return self.lm_head(features)
+
+    def forward(self, tokens: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
+        x = self.windows(tokens)
+        logits = self.logits(self.hidden_states(x))
         if self.direct is not None:
             logits = logits + self.direct(x)
         return logits, None

@@ -23,7 +23,7 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 def check_gpt2_compatible(cfg: GPTConfig) -> None:
     """GPT-2 has learned positions, LayerNorm and a GELU MLP, and neither QK-norm nor logit soft-capping; other
     options have no GPT-2 equivalent."""
-    if cfg.arch != "gpt":  # other families lack the fields checked below
+    if not isinstance(cfg, GPTConfig):  # other families lack the fields checked below
         raise ConfigError(f"cannot export as GPT-2: model.arch={cfg.arch} (GPT-2 needs arch gpt)")
     wrong = [f"model.{name}={value}" for name, value, want in
              (("pos", cfg.pos, "learned"), ("norm", cfg.norm, "layernorm"), ("mlp", cfg.mlp, "gelu"),

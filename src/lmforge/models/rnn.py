@@ -1,7 +1,7 @@
 """Recurrent language models: Elman RNN, LSTM and GRU, with the AWD-LSTM regularisers as options.
 
-Interface shared by every model family: `forward(tokens[B, T], state=None) -> (logits[B, T, V], state)`.
-A recurrent LM carries its hidden state from one window to the next (truncated backpropagation through time):
+The LMs implement `models/base.py`'s interface with `recurrent = True`:
+`forward(tokens[B, T], state=None) -> (logits[B, T, V], state)`. A recurrent LM carries its hidden state from one window to the next (truncated backpropagation through time):
 the trainer feeds consecutive windows, passes the returned state back in, and calls `detach_state` between
 windows so that gradients stop at the window edge, and `reset_state` to start afresh the rows whose document
 ended. `state=None` is a zero state.
@@ -21,6 +21,7 @@ would have read the token it is asked to predict.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import torch
@@ -31,6 +32,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from lmforge.config import RNNConfig
 from lmforge.errors import ConfigError
+from lmforge.models.base import LanguageModel, top_group
 
 State = tuple[torch.Tensor, ...]
 
@@ -38,16 +40,6 @@ CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.
 
 BIDIRECTIONAL_LM = ("model.bidirectional: a bidirectional RNN sees the token it predicts; use it as an encoder "
                     "(fine-tuning) or train a backward LM (data direction)")
-
-
-def detach_state(state: State | None) -> State | None:
-    """The same state cut from the graph of the window that produced it (truncated BPTT)."""
-    return None if state is None else tuple(s.detach() for s in state)
-
-
-def reset_state(state: State | None, mask: torch.Tensor) -> State | None:
-    """Zero the rows where mask[B] is True (their document ended), so those sequences start from a zero state."""
-    return None if state is None else tuple(s.masked_fill(mask.view(-1, 1), 0.0) for s in state)
 
 
 class SequenceDropout(nn.Module):
@@ -110,6 +102,17 @@ class RecurrentStack(nn.Module):
                                          for i, w in zip(inputs, widths)])
             self.drop_between = SequenceDropout(cfg.dropout_between, cfg.locked_dropout)
 
+    def layer_parameters(self) -> list[list[nn.Parameter]]:
+        """The parameters of each layer, bottom to top: torch names a fused module's weights weight_ih_l{k}, so a
+        fused group splits by that k; a group of its own is one layer."""
+        layers = []
+        for rnn in self.groups:
+            per_layer: list[list[nn.Parameter]] = [[] for _ in range(rnn.num_layers)]
+            for name, p in rnn.named_parameters():
+                per_layer[int(re.search(r"_l(\d+)", name).group(1))].append(p)
+            layers += per_layer
+        return layers
+
     def _run(self, rnn: nn.RNNBase, x: torch.Tensor | PackedSequence, hx: torch.Tensor | State | None):
         if not (self.training and self.weight_drop > 0):
             return rnn(x, hx)
@@ -157,12 +160,10 @@ class RecurrentStack(nn.Module):
         return x, tuple(t for new in new_parts for t in new)
 
 
-class RecurrentLM(nn.Module):
+class RecurrentLM(LanguageModel):
     """Embedding -> recurrent layers -> linear head over the vocabulary, for arch rnn, lstm or gru."""
 
-    # the trainer's hooks for the carried state (see the module docstring)
-    detach_state = staticmethod(detach_state)
-    reset_state = staticmethod(reset_state)
+    recurrent = True
 
     def __init__(self, cfg: RNNConfig) -> None:
         super().__init__()
@@ -189,7 +190,6 @@ class RecurrentLM(nn.Module):
         nn.init.uniform_(self.wte.weight, -cfg.init_range, cfg.init_range)
         nn.init.uniform_(self.lm_head.weight, -cfg.init_range, cfg.init_range)
         nn.init.zeros_(self.lm_head.bias)
-        self.aux_loss: torch.Tensor | None = None
 
     def num_params(self, exclude_embeddings: bool = True) -> int:
         """Parameter count; with exclude_embeddings, without the embedding when it is lookup-only (untied)."""
@@ -198,10 +198,26 @@ class RecurrentLM(nn.Module):
             n -= self.wte.weight.numel()
         return n
 
-    def flops_per_token(self) -> int:
-        """Training FLOPs per token (forward and backward): 6 per weight that multiplies an activation (input,
-        recurrent and output matrices), as for the GPT without its attention term."""
-        return 6 * self.num_params(exclude_embeddings=True)
+    @property
+    def feature_size(self) -> int:
+        return self.lm_head.in_features
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """[embedding, layer 0, ..., last layer + head bias and (untied) head weight]."""
+        bottom = list(self.wte.parameters())
+        layers = self.rnn.layer_parameters()
+        layers[-1] += top_group(bottom, list(self.lm_head.parameters()))
+        return [bottom, *layers]
+
+    def features(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The last layer's dropped output from a zero state; with `mask`, each row is packed to its length so
+        that right padding is never read."""
+        x = embedding_dropout(self.wte, tokens, self.config.embed_dropout, self.training)
+        h, _ = self.rnn(self.drop_input(x), lengths=None if mask is None else mask.sum(1))
+        return self.drop_output(h)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(features)
 
     def activation_penalty(self, h: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor | None:
         """AR + TAR of the last layer's output h (B, T, H): ar_alpha * mean(dropped h^2) keeps activations small,
@@ -222,10 +238,10 @@ class RecurrentLM(nn.Module):
         out = self.drop_output(h)
         # Set by every forward, so a stale penalty from an earlier batch is never added twice.
         self.aux_loss = self.activation_penalty(h, out) if self.training else None
-        return self.lm_head(out), state
+        return self.logits(out), state
 
 
-class BiLM(nn.Module):
+class BiLM(LanguageModel):
     """An ELMo-style pair (Peters et al. 2018): a forward LM reads the window left to right, a backward LM right
     to left, each with its own recurrent layers; with bilm_share_embedding, one embedding and output layer serve
     both, as in ELMo.
@@ -239,8 +255,9 @@ class BiLM(nn.Module):
     tokens before, "backward" tokens 0..T-2 from the tokens after.
     """
 
-    detach_state = staticmethod(detach_state)
-    reset_state = staticmethod(reset_state)
+    recurrent = True
+    feature_note = ("a forward/backward pair (model.direction=both) is not supported as a backbone; fine-tune one "
+                    "trained with direction=forward")
 
     def __init__(self, cfg: RNNConfig) -> None:
         super().__init__()
@@ -250,8 +267,6 @@ class BiLM(nn.Module):
         if cfg.bilm_share_embedding:
             self.backward_lm.wte = self.forward_lm.wte
             self.backward_lm.lm_head = self.forward_lm.lm_head
-        self.aux_loss: torch.Tensor | None = None
-        self.last_losses: dict[str, torch.Tensor] | None = None
 
     def num_params(self, exclude_embeddings: bool = True) -> int:
         """Parameter count (shared tensors once); with exclude_embeddings, without lookup-only embeddings."""
@@ -261,8 +276,25 @@ class BiLM(nn.Module):
             n -= sum(tables.values())
         return n
 
-    def flops_per_token(self) -> int:
-        return 6 * self.num_params(exclude_embeddings=True)
+    @property
+    def feature_size(self) -> int:
+        return self.forward_lm.feature_size
+
+    def features(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The forward LM's features (the backward LM's read the text the other way)."""
+        return self.forward_lm.features(tokens, mask)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.forward_lm.logits(features)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Layer k of both directions together; the shared (or both) embeddings at the bottom."""
+        forward, backward = self.forward_lm.layer_groups(), self.backward_lm.layer_groups()
+        seen: set[int] = set()
+        groups = []
+        for f, b in zip(forward, backward):
+            groups.append([p for p in [*f, *b] if id(p) not in seen and not seen.add(id(p))])
+        return groups
 
     def backward_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """The backward LM's predictions of tokens[:, :-1], (B, T-1, V): row t is read from tokens t+1..T-1."""
@@ -285,11 +317,6 @@ class BiLM(nn.Module):
         present = [t for t in terms if t is not None]
         self.aux_loss = sum(present[1:], start=present[0]) if self.training and present else None
         return logits, state
-
-
-def recurrent_lm(cfg: RNNConfig) -> RecurrentLM | BiLM:
-    """The model for arch rnn, lstm or gru: one LM, or a forward/backward pair with direction=both."""
-    return BiLM(cfg) if cfg.direction == "both" else RecurrentLM(cfg)
 
 
 class RNNEncoder(nn.Module):

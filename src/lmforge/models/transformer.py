@@ -4,8 +4,10 @@ The default options (learned positions, LayerNorm, GELU MLP, tied embeddings) gi
 and with biases on it has the structure of HF `GPT2LMHeadModel` (see models/hf.py). The options follow
 modded-nanogpt and Llama: RMSNorm, rotary position embeddings, squared-ReLU or SwiGLU MLPs, an untied head.
 
-Interface shared by every model family: `forward(tokens[B, T], state=None) -> (logits[B, T, V], state)`.
-A GPT has no state across windows, so it always returns None; the trainer computes the loss.
+The model implements `models/base.py`'s interface: `forward(tokens[B, T], state=None) -> (logits, None)` (a GPT
+has no state across windows), `features` (the blocks and final norm, the head left out), `layer_groups`.
+`SelfAttention` and `Block` are shared with the bidirectional encoder (models/encoder.py): `causal=False` lets
+every token see the whole window, with a padding mask instead of the causal one.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmforge.config import GPTConfig
+from lmforge.config import EncoderConfig, GPTConfig
 from lmforge.errors import ConfigError
+from lmforge.models.base import LanguageModel, init_normal, top_group
 
 
-def make_norm(cfg: GPTConfig) -> nn.Module:
+def make_norm(cfg: GPTConfig | EncoderConfig) -> nn.Module:
     # eps 1e-5 is nanoGPT's and HF GPT-2's LayerNorm default; RMSNorm has no bias to switch off.
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd, eps=1e-5)
@@ -49,18 +52,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+class SelfAttention(nn.Module):
+    """Multi-head attention over the window: causal (each token sees the tokens before it) or bidirectional."""
+
+    def __init__(self, cfg: GPTConfig | EncoderConfig, causal: bool) -> None:
         super().__init__()
         self.n_head = cfg.n_head
         self.dropout = cfg.dropout
-        self.qk_norm = cfg.qk_norm
+        self.causal = causal
+        self.qk_norm = getattr(cfg, "qk_norm", False)  # a GPT option; the encoder has none
         # q, k and v for all heads in one matmul
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """`keep` (B, 1, 1, T): True where a key is a real token, so padding is never attended to."""
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
@@ -72,7 +80,8 @@ class CausalSelfAttention(nn.Module):
             cos, sin = rope
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         # is_causal lets SDPA pick a fused kernel without building a (T, T) mask.
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=self.causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -85,7 +94,7 @@ def swiglu_hidden(cfg: GPTConfig) -> int:
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig | EncoderConfig) -> None:
         super().__init__()
         self.kind = cfg.mlp
         if cfg.mlp == "swiglu":
@@ -111,21 +120,24 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig | EncoderConfig, causal: bool = True) -> None:
         super().__init__()
         self.ln_1 = make_norm(cfg)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = SelfAttention(cfg, causal)
         self.ln_2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
         # pre-norm: the residual stream itself is never normalised, only what each branch reads
-        x = x + self.attn(self.ln_1(x), rope)
+        x = x + self.attn(self.ln_1(x), rope, keep)
         x = x + self.mlp(self.ln_2(x))
         return x
 
 
-class GPT(nn.Module):
+class GPT(LanguageModel):
+    lora_targets = ("c_attn",)  # the fused query/key/value projection
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         if cfg.vocab_size is None:
@@ -149,7 +161,7 @@ class GPT(nn.Module):
             # One matrix both embeds tokens and scores them (Press & Wolf 2017); nanoGPT and GPT-2 do this.
             self.transformer.wte.weight = self.lm_head.weight
 
-        self.apply(self._init_weights)
+        self.apply(init_normal(cfg.init_std))
         # GPT-2: scale the init of the projections that write into the residual stream by 1/sqrt(2 * n_layer),
         # since each of the 2 * n_layer branches adds its output to the same stream.
         for name, p in self.named_parameters():
@@ -159,11 +171,13 @@ class GPT(nn.Module):
                 else:
                     nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+    @property
+    def feature_size(self) -> int:
+        return self.config.n_embd
+
+    @property
+    def max_positions(self) -> int:
+        return self.config.block_size
 
     def num_params(self, exclude_embeddings: bool = True) -> int:
         """Parameter count. With exclude_embeddings, the lookup-only tables are left out, as nanoGPT reports:
@@ -184,7 +198,9 @@ class GPT(nn.Module):
         L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
         return 6 * self.num_params(exclude_embeddings=True) + 12 * L * H * Q * T
 
-    def forward(self, tokens: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
+    def features(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings, blocks and the final norm. `mask` is not needed: causal attention never reads the
+        right padding of a shorter row."""
         B, T = tokens.size()
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than the model's block_size {self.config.block_size}")
@@ -197,9 +213,27 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, rope)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)
+        return self.transformer.ln_f(x)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(features)
         if self.config.logit_softcap is not None:  # Gemma 2 / modded-nanogpt: no logit can run away
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)
-        return logits, None
+        return logits
+
+    def forward(self, tokens: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
+        return self.logits(self.features(tokens)), None
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """[embeddings, block 0, ..., last block + final norm + untied head]."""
+        return transformer_groups(self)
+
+
+def transformer_groups(model: GPT | nn.Module) -> list[list[nn.Parameter]]:
+    """Layer groups of a model with the GPT's module names (the GPT and the encoder)."""
+    t = model.transformer
+    bottom = [p for name in ("wte", "wpe") if name in t for p in t[name].parameters()]
+    layers = [list(block.parameters()) for block in t.h]
+    layers[-1] += top_group(bottom, [*t.ln_f.parameters(), *model.lm_head.parameters()])
+    return [bottom, *layers]

@@ -27,8 +27,8 @@ from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
-from lmforge.models import build_model, is_recurrent
-from lmforge.models.encoder import IGNORE, MaskedLM, MaskedWindows, is_masked_lm
+from lmforge.data.masking import IGNORE, MaskedLM, MaskedWindows
+from lmforge.models import build_model
 from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
@@ -110,13 +110,13 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device)
-    recurrent = is_recurrent(cfg.model)
+    recurrent = raw_model.recurrent
     if recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
     else:
         loader = RandomWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size,
                                seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
-    masked = is_masked_lm(cfg.model)
+    masked = raw_model.objective == "masked"
     if masked:  # BERT's objective: the windows come masked, with labels only where a token was chosen
         never = [i for i in (tokenizer.eod_id,) if i is not None]
 
@@ -157,7 +157,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         model = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     autocast = _autocast(cfg, d.device)
     log = RunLogger(run_dir, tc.max_steps, step, d.is_main, tc.tensorboard, progress)
-    flops_per_token = raw_model.flops_per_token() if hasattr(raw_model, "flops_per_token") else None
+    flops_per_token = raw_model.flops_per_token()
 
     def evaluate() -> float:
         # a masked LM is scored on the same masks at every evaluation, so its losses compare
@@ -214,7 +214,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
                 # DDP averages gradients over ranks, so scale by world size to get the global token mean
                 share = d.world_size / n_tokens
                 loss = ce * share
-                if (aux := getattr(raw_model, "aux_loss", None)) is not None:  # e.g. AR/TAR, a per-batch mean
+                if (aux := raw_model.aux_loss) is not None:  # e.g. AR/TAR, a per-batch mean
                     loss = loss + aux * (y.numel() * share)
                 if last and (extra := penalty(raw_model, cfg.optimizer)) is not None:
                     loss = loss + extra
@@ -237,7 +237,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
             record = {"loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
             if grad_norm is not None:
                 record["grad_norm"] = grad_norm.item()
-            if flops_per_token and d.device.type == "cuda":
+            if d.device.type == "cuda":
                 record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
             log.log(step, **record)
             log.advance(loss_value, tokens_per_s)
