@@ -311,7 +311,7 @@ def _print_score(score, as_json: bool) -> None:
 def score_bleu(hyp: Path = HypLinesArg, ref: Path = RefLinesArg, sentences: bool = SentencesOpt,
                as_json: bool = JsonOpt) -> None:
     """Corpus BLEU, sacrebleu's defaults (13a tokenizer, exponential smoothing, case-sensitive)."""
-    from lmforge.eval.files import read_aligned_lines
+    from lmforge.data.taskfiles import read_aligned_lines
     from lmforge.eval.text import sacrebleu_score
 
     _print_score(sacrebleu_score("bleu", *read_aligned_lines(hyp, ref), sentences), as_json)
@@ -323,7 +323,7 @@ def score_chrf(hyp: Path = HypLinesArg, ref: Path = RefLinesArg,
                plus: bool = typer.Option(False, "--plus", help="chrF++: word unigrams and bigrams too (word order 2)"),
                sentences: bool = SentencesOpt, as_json: bool = JsonOpt) -> None:
     """Corpus chrF (character 6-grams, beta 2), sacrebleu's defaults; chrF++ with --plus."""
-    from lmforge.eval.files import read_aligned_lines
+    from lmforge.data.taskfiles import read_aligned_lines
     from lmforge.eval.text import sacrebleu_score
 
     _print_score(sacrebleu_score("chrf++" if plus else "chrf", *read_aligned_lines(hyp, ref), sentences), as_json)
@@ -334,7 +334,7 @@ def score_chrf(hyp: Path = HypLinesArg, ref: Path = RefLinesArg,
 def score_meteor(hyp: Path = HypLinesArg, ref: Path = RefLinesArg, sentences: bool = SentencesOpt,
                  as_json: bool = JsonOpt) -> None:
     """Mean sentence METEOR (NLTK, 0-1) with WordNet synonyms when installed (NLTK_DATA)."""
-    from lmforge.eval.files import read_aligned_lines
+    from lmforge.data.taskfiles import read_aligned_lines
     from lmforge.eval.text import meteor
 
     _print_score(meteor(*read_aligned_lines(hyp, ref), sentences), as_json)
@@ -346,7 +346,7 @@ def score_entity_f1(hyp: Path = typer.Argument(..., help="predicted tags: CoNLL 
                     ref: Path = typer.Argument(..., help="gold tags, same layout, same sentences and tokens", show_default=False),
                     as_json: bool = JsonOpt) -> None:
     """Entity-level precision, recall and F1: exact span and type (conlleval)."""
-    from lmforge.eval.files import read_tagged_pair
+    from lmforge.data.taskfiles import read_tagged_pair
     from lmforge.eval.tasks import entity_f1, format_entity_f1
 
     result = entity_f1(*read_tagged_pair(hyp, ref))
@@ -359,7 +359,7 @@ def score_squad(hyp: Path = typer.Argument(..., help="predictions JSON: {questio
                 ref: Path = typer.Argument(..., help="the SQuAD v1.1 dataset JSON (e.g. dev-v1.1.json)", show_default=False),
                 as_json: bool = JsonOpt) -> None:
     """SQuAD v1.1 exact match and F1 with the official answer normalisation."""
-    from lmforge.eval.files import read_squad
+    from lmforge.data.taskfiles import read_squad
     from lmforge.eval.tasks import squad_scores
 
     result = squad_scores(*read_squad(hyp, ref))
