@@ -397,7 +397,7 @@ def clean_(source: str = SourceArg, output: Path = OutputArg, overrides: Optiona
            no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Clean a corpus step by step (see docs/cleaning.md); writes a JSON and markdown report beside the output."""
     from lmforge.config import CleanConfig
-    from lmforge.text.clean import clean as run_clean
+    from lmforge.text.pipeline import clean as run_clean
 
     first = ["clean.preset=" + preset] if preset else []
     first += ["clean.steps=" + steps] if steps else []
@@ -415,7 +415,7 @@ def curate_(source: str = SourceArg, output: Path = OutputArg, overrides: Option
             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Filter (language, quality), deduplicate (exact, MinHash), balance and split a corpus; writes a report."""
     from lmforge.config import CurateConfig
-    from lmforge.text.curate import curate as run_curate
+    from lmforge.text.pipeline import curate as run_curate
 
     cfg = _stage_config("curate", overrides, ["clean.preset=" + clean_preset] if clean_preset else [])
     report = run_curate(source, output, cfg.curate or CurateConfig(), cfg.data, clean=cfg.clean, workers=workers,

@@ -7,9 +7,9 @@ import pytest
 
 from lmforge.config import CleanConfig, CurateConfig, DataConfig, QualityConfig
 from lmforge.errors import ConfigError
-from lmforge.text.clean import clean
-from lmforge.text.curate import Analyser, Curator, curate, identify_language
+from lmforge.text.curate import Analyser, Curator, identify_language
 from lmforge.text.dedup import DupIndex, band_layout
+from lmforge.text.pipeline import clean, curate
 from lmforge.text.quality import first_failure
 from lmforge.text.records import Doc
 from lmforge.text.report import Tally
