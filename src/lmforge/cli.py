@@ -76,7 +76,8 @@ def config_show(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]
 def prepare(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg,
             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Train the tokenizer and encode the corpus into token shards."""
-    from lmforge.data.shards import ensure_prepared, load_prepared
+    from lmforge.data.shards import load_prepared
+    from lmforge.prepare import ensure_prepared
 
     data = load_prepared(ensure_prepared(_config(recipe, overrides), progress=not no_progress))
     meta = data.meta

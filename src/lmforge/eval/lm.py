@@ -225,7 +225,8 @@ def metrics(loss_sum: float, tokens: int, n_bytes: int | None = None, n_chars: i
 
 def eval_tokens(run, data_file: str | None = None, split: str = "val") -> tuple[list[np.ndarray], str]:
     """The token segments a run is evaluated on, and their name: a text file, or a split of its data."""
-    from lmforge.data.shards import encode_file, ensure_prepared, load_prepared
+    from lmforge.data.shards import encode_file, load_prepared
+    from lmforge.prepare import ensure_prepared
 
     if data_file is not None:
         tokens, _ = encode_file(run.tokenizer, data_file, run.config.data)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from lmforge.config import CleanConfig, Config, CurateConfig, DataConfig
-from lmforge.corpora import PIECE_CHARS, ReadStats, cut_pieces, iter_pieces, list_sources
-from lmforge.errors import ConfigError, DataError
+from lmforge.config import CleanConfig, CurateConfig, DataConfig
+from lmforge.corpora import PIECE_CHARS, ReadStats, list_sources
+from lmforge.errors import DataError
 from lmforge.text.clean import Cleaner
 from lmforge.text.curate import Analyser, Curator, Signals
 from lmforge.text.parallel import Progress, chunks, default_workers, ordered_map
-from lmforge.text.records import Doc, DocWriter, Malformed, check_writable, docs_of_pieces, partition_slice, read_docs
+from lmforge.text.records import Doc, DocWriter, Malformed, check_writable, partition_slice, read_docs
 from lmforge.text.report import Report, Tally
 
 
@@ -151,39 +151,3 @@ def curate(source: str | Path, output: str | Path, cfg: CurateConfig | None = No
                          max_chars=cfg.max_chars)
     finally:
         curator.close()
-
-
-def _pieces_of(docs: Iterable[tuple[Doc, str]], max_chars: int) -> Iterator[tuple[str, bool]]:
-    """Written documents as prepare's (piece, ends_document) stream, cut again to max_chars."""
-    held: str | None = None  # the current document's latest piece, yielded once it is known not to be its last
-    for doc, _ in docs:
-        for piece in cut_pieces(doc.text, max_chars) if doc.text else ():
-            if held is not None:
-                yield held, False
-            held = piece
-        if doc.last and held is not None:
-            yield held, True
-            held = None
-
-
-def corpus_pieces(cfg: Config, data: DataConfig, stats: ReadStats, max_chars: int) -> Iterator[tuple[str, bool]]:
-    """What `prepare` tokenizes of one corpus (`data`: the main, val or test one): `iter_pieces(data)`,
-    through cfg's clean and curate stages when the recipe names them. Reading statistics, and so prepare's
-    staleness check, stay the raw corpus's; each corpus is deduplicated on its own."""
-    if cfg.clean is None and cfg.curate is None:
-        yield from iter_pieces(data, stats, max_chars)
-        return
-    stage = cfg.curate
-    if stage is not None and (stage.val_fraction or stage.test_fraction or stage.balance != "none"):
-        raise ConfigError("curate: prepare holds out data.val_fraction itself and does not balance labels; "
-                          "curate.val_fraction, test_fraction and balance are for `lmforge curate`")
-    task = TextTask(Cleaner.from_config(cfg.clean) if cfg.clean is not None else None,
-                    Analyser(stage) if stage is not None else None)
-    curator = Curator(stage, None) if stage is not None else None
-    report = Report("prepare", data.path or "", [], {}, default_workers())
-    docs = docs_of_pieces(iter_pieces(data, stats, stage.max_chars if stage is not None else max_chars))
-    try:
-        yield from _pieces_of(run_docs(docs, task, curator, report, report.workers), max_chars)
-    finally:
-        if curator is not None:
-            curator.close()
