@@ -5,7 +5,7 @@ A prepared directory holds `tokenizer.json`, `tokens-00000.bin`, ... (raw little
 vocabulary fits, else uint32; `data.shard_tokens` tokens per file) and `meta.json`, which lists the
 shards, the train/val splits as [file, start, end] token ranges, what reading the corpus found and the
 settings that produced it. `is_current` tells whether a directory still matches a config and the files it
-was made from.
+was made from; `load_current` opens one only then, for evaluation, which never prepares.
 """
 
 from __future__ import annotations
@@ -173,6 +173,15 @@ def load_prepared(directory: str | Path) -> PreparedData:
             raise DataError(f"{path}: {found}, expected {s['tokens'] * itemsize:,} ({s['tokens']:,} tokens); "
                             f"truncated? prepare again")
     return PreparedData(directory, meta, tokenizer)
+
+
+def load_current(cfg: Config, recipe: str = "with the run's recipe") -> PreparedData:
+    """cfg's prepared directory, opened only while it is current. Never rebuilt here: a rebuild re-runs the
+    recipe's clean, curate and augment stages, which is `lmforge prepare`'s work, not evaluation's."""
+    directory = prepared_dir(cfg)
+    if not is_current(directory, cfg):
+        raise DataError(f"{directory}: the run's prepared data is missing or out of date; run lmforge prepare {recipe}")
+    return load_prepared(directory)
 
 
 def encode_file(tokenizer: Tokenizer, path: str | Path, cfg: DataConfig) -> tuple[np.ndarray, int]:
