@@ -1,6 +1,7 @@
 """The command line end to end, and every bad input as a one-line error with exit status 2."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,15 @@ def test_train_eval_generate(trained, tiny_corpus, tmp_path):
     assert code == 0 and out.startswith("the cat")
     assert run("generate", trained, "--prompt", "the cat", "--max-new-tokens", 15, "--seed", 1)[1] == out
 
+
+
+def test_eval_of_a_run_whose_prepared_data_is_gone(trained, tmp_path):
+    shutil.rmtree(tmp_path / "prepared")
+    assert_one_line_error(*run("eval", trained)[::2], f"{tmp_path / 'prepared'}: the run's prepared data is missing")
+    assert not (tmp_path / "prepared").exists()
+    code, _, err = run("prepare", trained / "config.yaml", "--no-progress")  # what the error says to do
+    assert code == 0, err
+    assert run("eval", trained)[0] == 0
 
 def test_resume_from_the_cli(trained):
     code, out, err = run("train", "--resume", trained, "train.max_steps=9", "--no-progress")

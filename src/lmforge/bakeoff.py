@@ -105,7 +105,7 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
 
     With `resume`, a family whose run finished in an earlier bake-off with the same recipe and budget is not
     trained again: an interrupted bake-off loses only the model it was training."""
-    from lmforge.data.shards import ensure_prepared
+    from lmforge.prepare import ensure_prepared
 
     out_dir = Path(out_dir)
     configs = [family_config(cfg, f) for f in families]  # validates every name before any training

@@ -76,7 +76,8 @@ def config_show(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]
 def prepare(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg,
             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Train the tokenizer and encode the corpus into token shards."""
-    from lmforge.data.shards import ensure_prepared, load_prepared
+    from lmforge.data.shards import load_prepared
+    from lmforge.prepare import ensure_prepared
 
     data = load_prepared(ensure_prepared(_config(recipe, overrides), progress=not no_progress))
     meta = data.meta
@@ -311,7 +312,7 @@ def _print_score(score, as_json: bool) -> None:
 def score_bleu(hyp: Path = HypLinesArg, ref: Path = RefLinesArg, sentences: bool = SentencesOpt,
                as_json: bool = JsonOpt) -> None:
     """Corpus BLEU, sacrebleu's defaults (13a tokenizer, exponential smoothing, case-sensitive)."""
-    from lmforge.eval.files import read_aligned_lines
+    from lmforge.data.taskfiles import read_aligned_lines
     from lmforge.eval.text import sacrebleu_score
 
     _print_score(sacrebleu_score("bleu", *read_aligned_lines(hyp, ref), sentences), as_json)
@@ -323,7 +324,7 @@ def score_chrf(hyp: Path = HypLinesArg, ref: Path = RefLinesArg,
                plus: bool = typer.Option(False, "--plus", help="chrF++: word unigrams and bigrams too (word order 2)"),
                sentences: bool = SentencesOpt, as_json: bool = JsonOpt) -> None:
     """Corpus chrF (character 6-grams, beta 2), sacrebleu's defaults; chrF++ with --plus."""
-    from lmforge.eval.files import read_aligned_lines
+    from lmforge.data.taskfiles import read_aligned_lines
     from lmforge.eval.text import sacrebleu_score
 
     _print_score(sacrebleu_score("chrf++" if plus else "chrf", *read_aligned_lines(hyp, ref), sentences), as_json)
@@ -334,7 +335,7 @@ def score_chrf(hyp: Path = HypLinesArg, ref: Path = RefLinesArg,
 def score_meteor(hyp: Path = HypLinesArg, ref: Path = RefLinesArg, sentences: bool = SentencesOpt,
                  as_json: bool = JsonOpt) -> None:
     """Mean sentence METEOR (NLTK, 0-1) with WordNet synonyms when installed (NLTK_DATA)."""
-    from lmforge.eval.files import read_aligned_lines
+    from lmforge.data.taskfiles import read_aligned_lines
     from lmforge.eval.text import meteor
 
     _print_score(meteor(*read_aligned_lines(hyp, ref), sentences), as_json)
@@ -346,7 +347,7 @@ def score_entity_f1(hyp: Path = typer.Argument(..., help="predicted tags: CoNLL 
                     ref: Path = typer.Argument(..., help="gold tags, same layout, same sentences and tokens", show_default=False),
                     as_json: bool = JsonOpt) -> None:
     """Entity-level precision, recall and F1: exact span and type (conlleval)."""
-    from lmforge.eval.files import read_tagged_pair
+    from lmforge.data.taskfiles import read_tagged_pair
     from lmforge.eval.tasks import entity_f1, format_entity_f1
 
     result = entity_f1(*read_tagged_pair(hyp, ref))
@@ -359,7 +360,7 @@ def score_squad(hyp: Path = typer.Argument(..., help="predictions JSON: {questio
                 ref: Path = typer.Argument(..., help="the SQuAD v1.1 dataset JSON (e.g. dev-v1.1.json)", show_default=False),
                 as_json: bool = JsonOpt) -> None:
     """SQuAD v1.1 exact match and F1 with the official answer normalisation."""
-    from lmforge.eval.files import read_squad
+    from lmforge.data.taskfiles import read_squad
     from lmforge.eval.tasks import squad_scores
 
     result = squad_scores(*read_squad(hyp, ref))
@@ -397,7 +398,7 @@ def clean_(source: str = SourceArg, output: Path = OutputArg, overrides: Optiona
            no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Clean a corpus step by step (see docs/cleaning.md); writes a JSON and markdown report beside the output."""
     from lmforge.config import CleanConfig
-    from lmforge.text.clean import clean as run_clean
+    from lmforge.text.pipeline import clean as run_clean
 
     first = ["clean.preset=" + preset] if preset else []
     first += ["clean.steps=" + steps] if steps else []
@@ -415,7 +416,7 @@ def curate_(source: str = SourceArg, output: Path = OutputArg, overrides: Option
             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Filter (language, quality), deduplicate (exact, MinHash), balance and split a corpus; writes a report."""
     from lmforge.config import CurateConfig
-    from lmforge.text.curate import curate as run_curate
+    from lmforge.text.pipeline import curate as run_curate
 
     cfg = _stage_config("curate", overrides, ["clean.preset=" + clean_preset] if clean_preset else [])
     report = run_curate(source, output, cfg.curate or CurateConfig(), cfg.data, clean=cfg.clean, workers=workers,

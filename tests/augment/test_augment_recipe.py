@@ -49,7 +49,8 @@ def test_finetune_stage_refusals(labelled_tsv, tmp_path, tiny_bert_encoder, extr
 
 
 def test_prepare_augments_the_training_corpus_not_the_validation_corpus(tmp_path):
-    from lmforge.data.shards import ensure_prepared, load_prepared
+    from lmforge.data.shards import load_prepared
+    from lmforge.prepare import ensure_prepared
 
     train, val = tmp_path / "train.txt", tmp_path / "val.txt"
     train.write_text("".join(f"the cat number {i} sat on the mat\n" for i in range(40)))

@@ -2,6 +2,8 @@
 
 import math
 import random
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 from torch import nn
 
 from lmforge.config import GPTConfig
-from lmforge.errors import ConfigError
+from lmforge.errors import ConfigError, DataError
 from lmforge.eval.lm import (TextCounts, eval_tokens, evaluate_run, metrics, score_batches, sliding_window_batches,
                              sum_loss)
 from lmforge.models.transformer import GPT
@@ -168,3 +170,14 @@ def test_bfloat16_evaluation_is_close_to_float32(context_run):
     assert (exact["dtype"], fast["dtype"]) == ("float32", "bfloat16")
     assert fast["loss"] != exact["loss"]  # autocast really ran in bf16
     assert fast["loss"] == pytest.approx(exact["loss"], rel=0.01)
+
+
+def test_a_run_whose_prepared_data_is_gone_is_told_to_prepare_it(tiny_config, tmp_path):
+    train(tiny_config("sample.num_samples=0"), tmp_path / "run", progress=False)
+    prepared = tmp_path / "prepared"
+    shutil.rmtree(prepared)
+    message = (f"^{re.escape(str(prepared))}: the run's prepared data is missing or out of date; "
+               f"run lmforge prepare {re.escape(str(tmp_path / 'run' / 'config.yaml'))}$")
+    with pytest.raises(DataError, match=message):
+        evaluate_run(load_run(tmp_path / "run"))
+    assert not prepared.exists()  # evaluation never prepares

@@ -3,8 +3,8 @@
 import pytest
 from shared_data import SHARED_DATA
 
+from lmforge.data.taskfiles import read_squad, read_tagged_pair
 from lmforge.errors import DataError
-from lmforge.eval.files import read_squad, read_tagged_pair
 from lmforge.eval.tasks import (accuracy, classification_report, entity_f1, entity_spans, normalize_answer,
                                 squad_f1, squad_scores)
 

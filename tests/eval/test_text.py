@@ -6,8 +6,8 @@ import nltk
 import pytest
 from shared_data import SHARED_DATA
 
+from lmforge.data.taskfiles import read_lines
 from lmforge.errors import DataError
-from lmforge.eval.files import read_lines
 from lmforge.eval.text import (CorpusScorer, distinct_n, diversity, meteor, ngram_entropy, repetition_rate,
                                sacrebleu_score, self_bleu, sentence_meteor, words)
 

@@ -1,35 +1,18 @@
-"""Task data: readers, NER word/subword alignment, QA long-context windows, label maps."""
-
-import json
+"""Task data: NER word/subword alignment, QA long-context windows, label targets, a SQuAD answer off its context."""
 
 import pytest
 import torch
 from ft_data import squad_data, write_conll, write_json
 
+from lmforge.data.taskfiles import QAExample, Sentence, read_squad_examples, read_tagged
 from lmforge.errors import DataError
 from lmforge.finetune.backbones import load_backbone
-from lmforge.finetune.data import (IGNORE, QAExample, Sentence, best_answers, column, encode_qa, encode_words,
-                                   label_targets, read_squad_examples, read_table, read_tagged, word_predictions)
+from lmforge.finetune.data import IGNORE, best_answers, encode_qa, encode_words, label_targets, word_predictions
 
 
 @pytest.fixture(scope="module")
 def bert(tiny_bert):
     return load_backbone(tiny_bert, "tag")
-
-
-def test_tables_in_every_format(tmp_path):
-    (tmp_path / "a.tsv").write_text('sentence\tlabel\nit \'s "fine" \t1\n')
-    (tmp_path / "a.csv").write_text('sentence,label\n"it \'s, fine",1\n')
-    (tmp_path / "a.jsonl").write_text(json.dumps({"sentence": "it 's fine", "label": 1}) + "\n")
-    assert column(read_table(tmp_path / "a.tsv", "auto", "sentence"), "sentence", "text") == ['it \'s "fine"']
-    assert column(read_table(tmp_path / "a.csv", "auto", "sentence"), "sentence", "text") == ["it 's, fine"]
-    assert column(read_table(tmp_path / "a.jsonl", "auto", "sentence"), "label", "label") == ["1"]
-
-
-def test_missing_text_column_is_named(tmp_path):
-    (tmp_path / "a.tsv").write_text("sentence\tlabel\nfine\t1\n")
-    with pytest.raises(DataError, match=r"a.tsv: no text column 'text' \(columns: sentence, label\)"):
-        column(read_table(tmp_path / "a.tsv", "auto", "text"), "text", "text")
 
 
 def test_unseen_labels_are_counted_and_ignored():

@@ -6,7 +6,8 @@ import pytest
 from shared_data import SHARED_DATA
 from lmforge.config import CleanConfig, DataConfig
 from lmforge.errors import ConfigError, DataError
-from lmforge.text.clean import PRESETS, Cleaner, clean
+from lmforge.text.clean import PRESETS, Cleaner
+from lmforge.text.pipeline import clean
 from lmforge.text.report import Tally
 
 NLTK_DATA = SHARED_DATA / "nltk_data"

@@ -6,10 +6,9 @@ import random
 import pytest
 
 from lmforge.config import CleanConfig, CurateConfig, DataConfig, QualityConfig
-from lmforge.errors import ConfigError
-from lmforge.text.clean import clean
-from lmforge.text.curate import Analyser, Curator, curate, identify_language
+from lmforge.text.curate import Analyser, Curator, identify_language
 from lmforge.text.dedup import DupIndex, band_layout
+from lmforge.text.pipeline import clean, curate
 from lmforge.text.quality import first_failure
 from lmforge.text.records import Doc
 from lmforge.text.report import Tally
@@ -387,10 +386,3 @@ def test_documents_over_max_chars_are_dropped_and_counted(tmp_path):
     report = curate(src, tmp_path / "o.jsonl", CurateConfig(max_chars=4096), DataConfig(txt_documents="blank_line"),
                     workers=1, progress=False)
     assert report.steps["too_long"].removed == 1 and report.documents_out == 1
-
-
-def test_prepare_refuses_curate_splits(tiny_config):
-    from lmforge.data.shards import prepare
-
-    with pytest.raises(ConfigError, match="curate.val_fraction"):
-        prepare(tiny_config("curate.val_fraction=0.1"), progress=False)

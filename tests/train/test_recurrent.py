@@ -10,9 +10,10 @@ from safetensors.torch import load_file
 from lmforge.bakeoff import Budget, bakeoff, family_config
 from lmforge.config import load_config
 from lmforge.data.loader import stream_eval_batches
-from lmforge.data.shards import ensure_prepared, load_prepared
+from lmforge.data.shards import load_prepared
 from lmforge.errors import ConfigError
 from lmforge.eval.lm import evaluate_run, sum_loss
+from lmforge.prepare import ensure_prepared
 from lmforge.train.checkpoint import load_run
 from lmforge.train.trainer import train
 

@@ -14,8 +14,7 @@ from collections import Counter
 from lmforge.augment.words import Words, has_letter, is_alpha_word, match_case, rng_of
 from lmforge.config import AugmentConfig, CleanConfig
 from lmforge.errors import ConfigError
-from lmforge.eval.text import find_wordnet
-from lmforge.text.wordlists import load_stopwords
+from lmforge.text.wordlists import find_wordnet, load_stopwords
 
 NO_WORDNET = ("WordNet not found (set NLTK_DATA, or run nltk.download('wordnet')): eda uses {ops} only, without "
               "synonym replacement and random insertion")

@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 
 from lmforge.augment.core import augment
 from lmforge.config import Config, DataConfig
+from lmforge.data.taskfiles import table_format
 from lmforge.errors import ConfigError
 from lmforge.text.report import Report
 
@@ -47,8 +48,6 @@ class TaskTrainingData:
     def __init__(self, cfg: Config, progress: bool):
         check_task_stage(cfg)
         fc = cfg.finetune
-        from lmforge.finetune.data import table_format
-
         fmt = table_format(Path(fc.train_path), fc.format)
         data = DataConfig(format=fmt, field=fc.text_column, txt_documents="line")
         self._scratch = tempfile.TemporaryDirectory(prefix=".lmforge-augment-")

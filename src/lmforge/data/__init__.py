@@ -1,1 +1,2 @@
-"""Token data: prepared shards (shards.py) and the batches cut from them (loader.py)."""
+"""Data: prepared token shards (shards.py), the batches cut from them (loader.py) and the readers of task
+files (taskfiles.py)."""

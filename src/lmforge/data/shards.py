@@ -1,33 +1,26 @@
-"""Token shards: the corpus encoded once into flat token files that training memory-maps.
+"""Token shards: the corpus encoded once into flat token files that training memory-maps. This module
+writes and reads them; what goes in is the prepare recipe's business (prepare.py).
 
 A prepared directory holds `tokenizer.json`, `tokens-00000.bin`, ... (raw little-endian uint16 when the
 vocabulary fits, else uint32; `data.shard_tokens` tokens per file) and `meta.json`, which lists the
 shards, the train/val splits as [file, start, end] token ranges, what reading the corpus found and the
-settings that produced it. Validation is the last `data.val_fraction` of the token stream, nanoGPT's
-convention: train is the first int(n * (1 - val_fraction)) tokens.
-
-The corpus is streamed twice (tokenizer training on its first `tokenizer.train_max_bytes`, then
-encoding), in bounded pieces and batches, so memory does not grow with the corpus. The directory is
-built under a temporary name and renamed when complete.
+settings that produced it. `is_current` tells whether a directory still matches a config and the files it
+was made from; `load_current` opens one only then, for evaluation, which never prepares.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from lmforge.config import Config, DataConfig
-from lmforge.corpora import DEFAULT_SOURCE, ReadStats, iter_pieces, stat_sources
+from lmforge.corpora import iter_pieces, stat_sources
 from lmforge.errors import DataError
-from lmforge.io import atomic_dir, atomic_write_json
-from lmforge.text.pipeline import corpus_pieces
 from lmforge.tokenizer import Tokenizer
 
 META_VERSION = 1
@@ -44,7 +37,8 @@ def prepared_dir(cfg: Config) -> Path:
     return Path(cfg.data.prepared_dir) if cfg.data.prepared_dir else Path("prepared") / cfg.data_key()
 
 
-def _encoded(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[np.ndarray]:
+def encode_pieces(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]],
+                  batch_chars: int) -> Iterator[np.ndarray]:
     """Token arrays of consecutive batches of about batch_chars characters, encoded on all cores, with
     the end-of-document id (if any) after each document's last piece."""
     dtype = token_dtype(tokenizer.vocab_size)
@@ -69,7 +63,7 @@ def _encoded(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]], batch_cha
         yield encode(texts, ends)
 
 
-class _ShardWriter:
+class ShardWriter:
     """Appends token arrays to tokens-NNNNN.bin files of at most shard_tokens tokens each."""
 
     def __init__(self, directory: Path, shard_tokens: int):
@@ -97,7 +91,7 @@ class _ShardWriter:
             self.file = None
 
 
-def _ranges(shards: list[dict], lo: int, hi: int) -> list[list]:
+def ranges(shards: list[dict], lo: int, hi: int) -> list[list]:
     """Tokens lo..hi of the whole stream as [file, start, end] ranges within the shards."""
     out, offset = [], 0
     for s in shards:
@@ -108,82 +102,13 @@ def _ranges(shards: list[dict], lo: int, hi: int) -> list[list]:
     return out
 
 
-def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> Path:
-    """Train (or load) the tokenizer, encode the corpus into token shards, write meta.json; returns the dir."""
-    out = Path(out_dir) if out_dir is not None else prepared_dir(cfg)
-    where = cfg.data.path or DEFAULT_SOURCE
-    progress = progress and sys.stderr.isatty()  # bars would only clutter logs and pipes
-    if cfg.tokenizer.path:
-        tokenizer = Tokenizer.load(cfg.tokenizer.path)
-    else:
-        texts = (piece for piece, _ in corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS))
-        first = next(texts, None)
-        if first is None:
-            raise DataError(f"{where}: corpus is empty")
-        tokenizer = Tokenizer.train(cfg.tokenizer, itertools.chain([first], texts), progress=progress)
-
-    stats = ReadStats()
-    total_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data)) or None
-    # the corpus, then any separate validation and test corpora, one after another in the same shards
-    parts = [("train", cfg.data)] + [(name, cfg.data.model_copy(update={"path": path}))
-                                     for name, path in (("val", cfg.data.val_path), ("test", cfg.data.test_path)) if path]
-    with atomic_dir(out) as tmp:
-        writer = _ShardWriter(tmp, cfg.data.shard_tokens)
-        bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"encoding {where}", disable=not progress)
-        bounds = {}
-        try:
-            for name, part in parts:
-                documents = stats.documents
-                start = writer.total
-                # corpus_pieces runs the recipe's clean and curate stages, if it names them
-                pieces = corpus_pieces(cfg, part, stats, PIECE_CHARS)
-                if name == "train" and cfg.augment is not None:  # the training corpus only
-                    from lmforge.augment.stage import augmented_pieces
-
-                    pieces = augmented_pieces(cfg, pieces, tmp, PIECE_CHARS, progress)
-                for tokens in _encoded(tokenizer, pieces, cfg.data.encode_batch_bytes):
-                    writer.write(tokens)
-                    bar.update(stats.bytes_read - bar.n)
-                if stats.documents == documents:
-                    raise DataError(f"{part.path or where}: corpus is empty")
-                bounds[name] = (start, writer.total)
-        finally:
-            writer.close()
-            bar.close()
-
-        if "val" not in bounds:  # nanoGPT's convention: the last val_fraction of the stream
-            n = bounds["train"][1]
-            n_train = int(n * (1 - cfg.data.val_fraction))
-            bounds["train"], bounds["val"] = (0, n_train), (n_train, n)
-        total = writer.total
-        for split, (lo, hi) in bounds.items():
-            if hi - lo < 2:
-                raise DataError(f"{where}: the {'validation' if split == 'val' else split} split has {hi - lo} "
-                                f"tokens of {total} (data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
-        tokenizer.save(tmp / "tokenizer.json")
-        atomic_write_json(tmp / "meta.json", {
-            "version": META_VERSION,
-            "data_key": cfg.data_key(),
-            "tokenizer_sha256": tokenizer.sha256,
-            "dtype": token_dtype(tokenizer.vocab_size).name,
-            "vocab_size": tokenizer.vocab_size,
-            "eod_id": tokenizer.eod_id,
-            "shards": writer.shards,
-            "total_tokens": writer.total,
-            "splits": {name: _ranges(writer.shards, lo, hi) for name, (lo, hi) in bounds.items()},
-            "documents": stats.documents,
-            "empty_documents": stats.empty_documents,
-            "replaced_chars": stats.replaced_chars,
-            "bytes_read": stats.bytes_read,
-            "sources": stats.sources,
-            "config": {"data": cfg.data.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
-        })
-    return out
-
-
-def _is_current(directory: Path, meta: dict, cfg: Config) -> bool:
+def is_current(directory: Path, cfg: Config) -> bool:
     """Whether a prepared directory was made from these settings, these unchanged files and is whole."""
-    if meta.get("version") != META_VERSION or meta.get("data_key") != cfg.data_key():
+    try:
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("version") != META_VERSION or meta.get("data_key") != cfg.data_key():
         return False
     recorded, current = meta.get("sources", []), stat_sources(cfg.data)
     if len(recorded) != len(current) or any(any(r.get(k) != v for k, v in c.items())
@@ -194,18 +119,6 @@ def _is_current(directory: Path, meta: dict, cfg: Config) -> bool:
     itemsize = np.dtype(meta.get("dtype", "uint8")).itemsize
     return all((directory / s["file"]).is_file() and (directory / s["file"]).stat().st_size == s["tokens"] * itemsize
                for s in meta.get("shards", []))
-
-
-def ensure_prepared(cfg: Config, progress: bool = True) -> Path:
-    """The prepared directory for cfg: reused when still current, else (re)built."""
-    out = prepared_dir(cfg)
-    try:
-        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = None
-    if isinstance(meta, dict) and _is_current(out, meta, cfg):
-        return out
-    return prepare(cfg, out, progress)
 
 
 @dataclass
@@ -262,6 +175,15 @@ def load_prepared(directory: str | Path) -> PreparedData:
     return PreparedData(directory, meta, tokenizer)
 
 
+def load_current(cfg: Config, recipe: str = "with the run's recipe") -> PreparedData:
+    """cfg's prepared directory, opened only while it is current. Never rebuilt here: a rebuild re-runs the
+    recipe's clean, curate and augment stages, which is `lmforge prepare`'s work, not evaluation's."""
+    directory = prepared_dir(cfg)
+    if not is_current(directory, cfg):
+        raise DataError(f"{directory}: the run's prepared data is missing or out of date; run lmforge prepare {recipe}")
+    return load_prepared(directory)
+
+
 def encode_file(tokenizer: Tokenizer, path: str | Path, cfg: DataConfig) -> tuple[np.ndarray, int]:
     """Tokens of a text file read with cfg's format settings (end-of-document ids included), and the
     number of UTF-8 bytes of its text."""
@@ -273,6 +195,6 @@ def encode_file(tokenizer: Tokenizer, path: str | Path, cfg: DataConfig) -> tupl
             n_bytes += len(piece.encode("utf-8"))
             yield piece, end
 
-    arrays = list(_encoded(tokenizer, counted(), cfg.encode_batch_bytes))
+    arrays = list(encode_pieces(tokenizer, counted(), cfg.encode_batch_bytes))
     tokens = np.concatenate(arrays) if arrays else np.empty(0, token_dtype(tokenizer.vocab_size))
     return tokens, n_bytes

@@ -223,15 +223,16 @@ def metrics(loss_sum: float, tokens: int, n_bytes: int | None = None, n_chars: i
 
 
 def eval_tokens(run, data_file: str | None = None, split: str = "val") -> tuple[list[np.ndarray], str]:
-    """The token segments a run is evaluated on, and their name: a text file, or a split of its data."""
-    from lmforge.data.shards import encode_file, ensure_prepared, load_prepared
+    """The token segments a run is evaluated on, and their name: a text file, or a split of its prepared data,
+    which must be current: evaluation never prepares."""
+    from lmforge.data.shards import encode_file, load_current
 
     if data_file is not None:
         tokens, _ = encode_file(run.tokenizer, data_file, run.config.data)
         if len(tokens) < 2:
             raise DataError(f"{data_file}: fewer than 2 tokens to evaluate")
         return [tokens], str(data_file)
-    data = load_prepared(ensure_prepared(run.config, progress=False))
+    data = load_current(run.config, str(run.run_dir / "config.yaml"))
     if data.tokenizer.sha256 != run.tokenizer.sha256:
         raise DataError(f"{run.run_dir}: the prepared data was encoded with another tokenizer than this run's")
     return data.split(split), "validation split" if split == "val" else f"{split} split"

@@ -11,16 +11,14 @@ Scales follow the reference implementations: BLEU and chrF 0-100 (sacrebleu), ME
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import re
-import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from lmforge.errors import DataError
+from lmforge.text.wordlists import find_wordnet
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
@@ -102,34 +100,6 @@ def sacrebleu_score(name: str, hypotheses: Sequence[str], references: Sequence[s
     """Corpus BLEU, chrF or chrF++ (`name`: bleu, chrf, chrf++) with sacrebleu's defaults; one reference
     per hypothesis. With `sentences`, each segment's own score too."""
     return CorpusScorer(name, references).score(hypotheses, sentences)
-
-
-def find_wordnet() -> WordNetCorpusReader | None:
-    """NLTK's WordNet from $NLTK_DATA or nltk's default folders; None when it is not installed."""
-    import nltk
-
-    # nltk reads NLTK_DATA once, at import; reading it again here honours a value set later. Being on
-    # nltk.data.path is also what authorises a folder for nltk's path-safety checks.
-    for folder in reversed(os.environ.get("NLTK_DATA", "").split(os.pathsep)):
-        if folder and folder not in nltk.data.path:
-            nltk.data.path.insert(0, folder)
-    return _load_wordnet(tuple(nltk.data.path))
-
-
-@functools.lru_cache(maxsize=4)
-def _load_wordnet(paths: tuple[str, ...]) -> WordNetCorpusReader | None:
-    import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    for resource in ("corpora/wordnet/", "corpora/wordnet.zip/wordnet/"):  # unpacked, or as nltk.download leaves it
-        try:
-            root = nltk.data.find(resource, paths=list(paths))
-        except LookupError:
-            continue
-        with warnings.catch_warnings():  # it warns that multilingual WordNet is absent; METEOR needs English only
-            warnings.simplefilter("ignore")
-            return WordNetCorpusReader(root, None)
-    return None
 
 
 class _NoSynonyms:

@@ -1,31 +1,28 @@
-"""Task data: read the files, build the label maps, and encode examples into model inputs (`Feature`s).
+"""Task data encoded for a model: examples (read by data/taskfiles.py) turned into model inputs (`Feature`s),
+labels into their targets.
 
-- classify / lm: TSV, CSV or JSONL rows (text and label columns named in the recipe); lm also takes .txt.
-- tag: CoNLL columns (token first, BIO tag last). Each word is split into subwords; the word's tag goes on its
-  first subword and the others are ignored by the loss (-100), so a word is predicted from its first subword
-  and the prediction maps back one to one (`word_predictions`).
-- qa: SQuAD v1.1 JSON. A context longer than the window is cut into overlapping windows (`doc_stride` tokens
-  shared), each paired with the question; an answer is labelled in every window that holds it whole, and
-  token offsets map a predicted span back to the exact characters of the context.
+- classify: each text is one input, [CLS] text [SEP] cut to max_length. lm: the texts joined with
+  end-of-document tokens, cut into non-overlapping windows whose targets are the next tokens.
+- tag: each word is split into subwords; the word's tag goes on its first subword and the others are ignored
+  by the loss (-100), so a word is predicted from its first subword and the prediction maps back one to one
+  (`word_predictions`).
+- qa: a context longer than the window is cut into overlapping windows (`doc_stride` tokens shared), each
+  paired with the question; an answer is labelled in every window that holds it whole, and token offsets
+  map a predicted span back to the exact characters of the context.
 
 Labels seen in training are stored with the run; a label in evaluation data that training never saw is
 counted (`unseen`), left out of the loss and kept in the gold data, where it counts as an error.
 """
-
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lmforge.corpora import json_record
+from lmforge.data.taskfiles import QAExample, Sentence
 from lmforge.errors import ConfigError, DataError
-from lmforge.eval.files import read_conll, read_lines, read_text
 from lmforge.finetune.backbones import Backbone
 
 IGNORE = -100  # cross_entropy's ignore_index: positions the loss skips
@@ -43,83 +40,7 @@ class Feature:
     offsets: list[tuple[int, int] | None] | None = None  # qa: character span of each context token
 
 
-@dataclass
-class Table:
-    path: Path
-    columns: list[str]
-    rows: list[dict] = field(default_factory=list)
-
-
 # -- tables (classify, lm) ----------------------------------------------------------------------------------
-
-def table_format(path: Path, fmt: str) -> str:
-    if fmt != "auto":
-        return fmt
-    suffix = path.suffix.lower()
-    known = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".txt": "txt"}
-    if suffix not in known:
-        raise DataError(f"{path}: cannot tell the format from the extension {suffix!r}; set finetune.format")
-    return known[suffix]
-
-
-def read_table(path: str | Path, fmt: str, text_column: str) -> Table:
-    """Rows of a TSV (no quoting, as GLUE's), CSV, JSONL or TXT (one row per line, in `text_column`) file."""
-    path = Path(path)
-    fmt = table_format(path, fmt)
-    if fmt == "txt":
-        return Table(path, [text_column], [{text_column: line} for line in read_lines(path) if line.strip()])
-    if fmt == "jsonl":
-        rows, columns = [], {}
-        for number, line in enumerate(read_lines(path), 1):
-            if not line.strip():
-                continue
-            row = json_record(line, f"{path} line {number}")
-            columns.update(dict.fromkeys(row))
-            rows.append(row)
-        return Table(path, list(columns), rows)
-    # the whole text, not lines: a quoted CSV field may hold a line break
-    text = io.StringIO(read_text(path), newline="")
-    reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(text)
-    try:
-        header = next(reader)
-        rows = []
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                raise DataError(f"{path}: line {reader.line_num}: {len(values)} columns, but the header has "
-                                f"{len(header)}")
-            rows.append(dict(zip(header, values)))
-    except csv.Error as e:
-        raise DataError(f"{path}: line {reader.line_num}: {e}") from None
-    return Table(path, header, rows)
-
-
-def column(table: Table, name: str, what: str) -> list[str]:
-    if name not in table.columns:
-        raise DataError(f"{table.path}: no {what} column {name!r} (columns: {', '.join(table.columns) or 'none'})")
-    values = []
-    for i, row in enumerate(table.rows):
-        value = row.get(name)
-        if value is None:
-            raise DataError(f"{table.path}: row {i + 1} has no {what} {name!r}")
-        values.append(str(value).strip())
-    return values
-
-
-def split_labels(raw: list[str], multi: bool, separator: str) -> list[list[str]]:
-    """Each example's labels: one, or (multi-label) any number, separated by `separator`."""
-    if not multi:
-        return [[label] for label in raw]
-    return [[part.strip() for part in label.split(separator) if part.strip()] for label in raw]
-
-
-def label_list(labels: list[list[str]], path: Path) -> list[str]:
-    names = sorted({label for example in labels for label in example})
-    if not names:
-        raise DataError(f"{path}: no labels")
-    return names
-
 
 def label_targets(labels: list[list[str]], names: list[str], multi: bool) -> tuple[list, Counter]:
     """Class ids (or multi-hot rows) for `labels`, and a count of the labels not in `names`: a single-label
@@ -180,30 +101,6 @@ def lm_windows(backbone: Backbone, texts: list[str], block: int, eod: int | None
 
 # -- tagging (CoNLL) ----------------------------------------------------------------------------------------
 
-@dataclass
-class Sentence:
-    words: list[str]
-    tags: list[str] | None
-
-
-def read_tagged(path: str | Path, labelled: bool) -> list[Sentence]:
-    """CoNLL sentences; unlabelled input (for predict) may hold only the token column."""
-    if labelled:
-        return [Sentence(s.tokens, s.tags) for s in read_conll(path)]
-    sentences: list[Sentence] = []
-    current: list[str] = []
-    for line in [*read_lines(path), ""]:
-        columns = [c for c in (line.split("\t") if "\t" in line else line.split(" ")) if c]
-        if columns and columns[0] != "-DOCSTART-":
-            current.append(columns[0])
-        elif current:
-            sentences.append(Sentence(current, None))
-            current = []
-    if not sentences:
-        raise DataError(f"{path}: no tokens")
-    return sentences
-
-
 def encode_words(backbone: Backbone, sentences: list[Sentence], tags: list[str] | None,
                  max_length: int) -> tuple[list[Feature], Counter]:
     """Subword features of pre-split sentences; with `tags`, each word's tag id on its first subword."""
@@ -248,45 +145,6 @@ def word_predictions(word_ids: list[int | None], token_labels: list[str], n_word
 
 
 # -- question answering (SQuAD) -----------------------------------------------------------------------------
-
-@dataclass
-class QAExample:
-    id: str
-    question: str
-    context: str
-    answers: list[tuple[str, int]]  # (text, character start)
-
-
-def read_squad_examples(path: str | Path, labelled: bool) -> tuple[list[dict], list[QAExample]]:
-    """The file's `data` list and its questions; a labelled file must give every question an answer that
-    is found at its answer_start in its context."""
-    path = Path(path)
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise DataError(f"{path}: not a SQuAD file (expected an object with a \"data\" list)")
-    examples = []
-    try:
-        for article in data["data"]:
-            for paragraph in article["paragraphs"]:
-                context = paragraph["context"]
-                for qa in paragraph["qas"]:
-                    answers = [(a["text"], int(a["answer_start"])) for a in qa.get("answers", [])]
-                    if labelled and not answers:
-                        raise DataError(f"{path}: question {qa['id']}: no answers")
-                    for text, start in answers:
-                        if context[start:start + len(text)] != text:
-                            raise DataError(f"{path}: question {qa['id']}: answer {text!r} is not in its context at "
-                                            f"answer_start {start}")
-                    examples.append(QAExample(str(qa["id"]), qa["question"], context, answers))
-    except (KeyError, TypeError) as e:
-        raise DataError(f"{path}: not a SQuAD file (missing or malformed field {e})") from None
-    if not examples:
-        raise DataError(f"{path}: no questions")
-    return data["data"], examples
-
 
 def encode_qa(backbone: Backbone, examples: list[QAExample], max_length: int, doc_stride: int,
               max_query_length: int) -> list[Feature]:

@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 
 from lmforge.config import Config, FinetuneConfig, load_config
+from lmforge.data.taskfiles import (QAExample, Sentence, Table, column, read_squad_examples, read_table, read_tagged,
+                                    split_labels, table_format)
 from lmforge.errors import CheckpointError, DataError
 from lmforge.eval.tasks import classification_report, entity_f1, squad_scores
 from lmforge.finetune.backbones import rebuild_backbone
-from lmforge.finetune.data import (Feature, QAExample, Sentence, Table, best_answers, collate, column, encode_qa,
-                                   encode_texts, encode_words, label_targets, lm_windows, read_squad_examples,
-                                   read_table, read_tagged, split_labels, table_format, unseen_warning,
-                                   word_predictions)
+from lmforge.finetune.data import (Feature, best_answers, collate, encode_qa, encode_texts, encode_words,
+                                   label_targets, lm_windows, unseen_warning, word_predictions)
 from lmforge.finetune.heads import TaskModel, build_head, task_loss
 from lmforge.io import atomic_write_text
 

@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from lmforge.config import Config, FinetuneConfig, OptimizerConfig, save_config
+from lmforge.data.taskfiles import column, label_list, read_squad_examples, read_table, read_tagged, split_labels
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.finetune.backbones import LmforgeBackbone, load_backbone, save_backbone_files
-from lmforge.finetune.data import (collate, column, label_list, read_squad_examples, read_table, read_tagged,
-                                   split_labels)
+from lmforge.finetune.data import collate
 from lmforge.finetune.heads import TaskModel, build_head, task_loss
 from lmforge.finetune.predict import Task, encode_file, evaluate, headline
 from lmforge.io import atomic_write_json

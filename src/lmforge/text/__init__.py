@@ -6,7 +6,7 @@ string. A recipe's `clean` and `curate` sections make `prepare` run the same sta
 See docs/cleaning.md for what each step does and which use it helps or harms.
 """
 
-from lmforge.text.clean import PRESETS, Cleaner, clean
-from lmforge.text.curate import curate
+from lmforge.text.clean import PRESETS, Cleaner
+from lmforge.text.pipeline import clean, curate
 
 __all__ = ["PRESETS", "Cleaner", "clean", "curate"]

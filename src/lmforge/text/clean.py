@@ -22,13 +22,12 @@ import sys
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Callable
 
-from lmforge.config import CleanConfig, DataConfig
+from lmforge.config import CleanConfig
 from lmforge.errors import ConfigError
 from lmforge.text.records import Doc
-from lmforge.text.report import Report, StepTally, Tally
+from lmforge.text.report import StepTally, Tally
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "lm": ("html", "unicode", "whitespace"),
@@ -390,16 +389,3 @@ class Cleaner:
         if text and not doc.last and doc.text[-1:].isspace() and not text[-1:].isspace():
             text += "\n" if "\n" in doc.text[len(doc.text.rstrip()):] else " "
         return text
-
-
-def clean(source: str | Path, output: str | Path, cfg: CleanConfig | None = None, data: DataConfig | None = None,
-          *, workers: int | None = None, partition: tuple[int, int] = (0, 1), progress: bool = True) -> Report:
-    """Clean the corpus at `source` (the formats prepare reads; `data` sets field, format and txt
-    documents) into `output` (.jsonl or .txt), with a report beside it; see the module doc."""
-    from lmforge.text.pipeline import TextTask, run_files
-
-    cfg = cfg or CleanConfig()
-    cleaner = Cleaner.from_config(cfg)
-    return run_files("clean", source, output, data, TextTask(cleaner, None), None,
-                     settings={"clean": cfg.model_dump(mode="json"), **cleaner.notes},
-                     workers=workers, partition=partition, progress=progress)

@@ -31,11 +31,11 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Iterator
 
-from lmforge.config import CleanConfig, CurateConfig, DataConfig
+from lmforge.config import CurateConfig
 from lmforge.text.dedup import DupIndex, MinHasher, band_layout, exact_key, open_scratch_db
 from lmforge.text.quality import first_failure
 from lmforge.text.records import AUGMENTED_FROM, Doc
-from lmforge.text.report import Report, Tally
+from lmforge.text.report import Tally
 
 _LANGID_CHARS = 2000  # language identification reads the start of a document: enough, and bounded
 _LETTER = re.compile(r"[^\W\d_]")
@@ -356,26 +356,3 @@ class Curator:
         return {"splits": self.splits, "lsh_bands": self.bands,
                 "dedup_index_documents": index.first_band_keys if index else 0,
                 "exact_keys": index.exact_keys if index else 0}
-
-
-def curate(source: str | Path, output: str | Path, cfg: CurateConfig | None = None, data: DataConfig | None = None,
-           *, clean: CleanConfig | None = None, workers: int | None = None, partition: tuple[int, int] = (0, 1),
-           progress: bool = True) -> Report:
-    """Curate the corpus at `source` into `output` (.jsonl or .txt; with splits, `<stem>.train<ext>`,
-    `.val`, `.test`), with a report beside it; `clean` runs a cleaning stage first, in the same pass."""
-    from lmforge.text.clean import Cleaner
-    from lmforge.text.pipeline import TextTask, run_files
-
-    cfg = cfg or CurateConfig()
-    settings: dict = {"curate": cfg.model_dump(mode="json")}
-    cleaner = None
-    if clean is not None:
-        cleaner = Cleaner.from_config(clean)
-        settings.update({"clean": clean.model_dump(mode="json"), **cleaner.notes})
-    curator = Curator(cfg, Path(output).parent)
-    try:
-        return run_files("curate", source, output, data, TextTask(cleaner, Analyser(cfg)), curator,
-                         settings=settings, workers=workers, partition=partition, progress=progress,
-                         max_chars=cfg.max_chars)
-    finally:
-        curator.close()

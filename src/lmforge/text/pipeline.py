@@ -1,4 +1,4 @@
-"""The streaming loop shared by `clean`, `curate` and `prepare`'s text stages.
+"""The file-to-file verbs `clean` and `curate`, and the streaming loop they share with `prepare`'s text stages.
 
 Documents are read in bounded pieces, sent in chunks to the workers (`TextTask`: cleaning, then the
 per-document half of curation), and come back in input order to the main process, which runs the
@@ -11,18 +11,16 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import Iterable, Iterator
 
-from lmforge.config import Config, DataConfig
-from lmforge.corpora import PIECE_CHARS, ReadStats, cut_pieces, iter_pieces, list_sources
-from lmforge.errors import ConfigError, DataError
+from lmforge.config import CleanConfig, CurateConfig, DataConfig
+from lmforge.corpora import PIECE_CHARS, ReadStats, list_sources
+from lmforge.errors import DataError
+from lmforge.text.clean import Cleaner
+from lmforge.text.curate import Analyser, Curator, Signals
 from lmforge.text.parallel import Progress, chunks, default_workers, ordered_map
-from lmforge.text.records import Doc, DocWriter, Malformed, check_writable, docs_of_pieces, partition_slice, read_docs
+from lmforge.text.records import Doc, DocWriter, Malformed, check_writable, partition_slice, read_docs
 from lmforge.text.report import Report, Tally
-
-if TYPE_CHECKING:
-    from lmforge.text.clean import Cleaner
-    from lmforge.text.curate import Analyser, Curator, Signals
 
 
 @dataclass
@@ -124,40 +122,32 @@ def run_files(command: str, source: str | Path, output: str | Path, data: DataCo
     return report
 
 
-def _pieces_of(docs: Iterable[tuple[Doc, str]], max_chars: int) -> Iterator[tuple[str, bool]]:
-    """Written documents as prepare's (piece, ends_document) stream, cut again to max_chars."""
-    held: str | None = None  # the current document's latest piece, yielded once it is known not to be its last
-    for doc, _ in docs:
-        for piece in cut_pieces(doc.text, max_chars) if doc.text else ():
-            if held is not None:
-                yield held, False
-            held = piece
-        if doc.last and held is not None:
-            yield held, True
-            held = None
+def clean(source: str | Path, output: str | Path, cfg: CleanConfig | None = None, data: DataConfig | None = None,
+          *, workers: int | None = None, partition: tuple[int, int] = (0, 1), progress: bool = True) -> Report:
+    """Clean the corpus at `source` (the formats prepare reads; `data` sets field, format and txt
+    documents) into `output` (.jsonl or .txt), with a report beside it; see text/clean.py."""
+    cfg = cfg or CleanConfig()
+    cleaner = Cleaner.from_config(cfg)
+    return run_files("clean", source, output, data, TextTask(cleaner, None), None,
+                     settings={"clean": cfg.model_dump(mode="json"), **cleaner.notes},
+                     workers=workers, partition=partition, progress=progress)
 
 
-def corpus_pieces(cfg: Config, data: DataConfig, stats: ReadStats, max_chars: int) -> Iterator[tuple[str, bool]]:
-    """What `prepare` tokenizes of one corpus (`data`: the main, val or test one): `iter_pieces(data)`,
-    through cfg's clean and curate stages when the recipe names them. Reading statistics, and so prepare's
-    staleness check, stay the raw corpus's; each corpus is deduplicated on its own."""
-    if cfg.clean is None and cfg.curate is None:
-        yield from iter_pieces(data, stats, max_chars)
-        return
-    from lmforge.text.clean import Cleaner
-    from lmforge.text.curate import Analyser, Curator
-
-    stage = cfg.curate
-    if stage is not None and (stage.val_fraction or stage.test_fraction or stage.balance != "none"):
-        raise ConfigError("curate: prepare holds out data.val_fraction itself and does not balance labels; "
-                          "curate.val_fraction, test_fraction and balance are for `lmforge curate`")
-    task = TextTask(Cleaner.from_config(cfg.clean) if cfg.clean is not None else None,
-                    Analyser(stage) if stage is not None else None)
-    curator = Curator(stage, None) if stage is not None else None
-    report = Report("prepare", data.path or "", [], {}, default_workers())
-    docs = docs_of_pieces(iter_pieces(data, stats, stage.max_chars if stage is not None else max_chars))
+def curate(source: str | Path, output: str | Path, cfg: CurateConfig | None = None, data: DataConfig | None = None,
+           *, clean: CleanConfig | None = None, workers: int | None = None, partition: tuple[int, int] = (0, 1),
+           progress: bool = True) -> Report:
+    """Curate the corpus at `source` into `output` (.jsonl or .txt; with splits, `<stem>.train<ext>`,
+    `.val`, `.test`), with a report beside it; `clean` runs a cleaning stage first, in the same pass."""
+    cfg = cfg or CurateConfig()
+    settings: dict = {"curate": cfg.model_dump(mode="json")}
+    cleaner = None
+    if clean is not None:
+        cleaner = Cleaner.from_config(clean)
+        settings.update({"clean": clean.model_dump(mode="json"), **cleaner.notes})
+    curator = Curator(cfg, Path(output).parent)
     try:
-        yield from _pieces_of(run_docs(docs, task, curator, report, report.workers), max_chars)
+        return run_files("curate", source, output, data, TextTask(cleaner, Analyser(cfg)), curator,
+                         settings=settings, workers=workers, partition=partition, progress=progress,
+                         max_chars=cfg.max_chars)
     finally:
-        if curator is not None:
-            curator.close()
+        curator.close()

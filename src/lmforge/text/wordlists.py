@@ -1,20 +1,28 @@
-"""Stop-word lists: NLTK's English list, stopwordsiso's (many languages), or the user's own file.
+"""Word lists: stop words (NLTK's English list, stopwordsiso's for many languages, or the user's own file),
+and NLTK's WordNet, where METEOR and EDA find synonyms.
 
-NLTK's data is read straight from its folders (NLTK_DATA, then the places nltk itself looks), plain or
-zipped, without importing nltk. lmforge ships no list of its own: NLTK's states no licence, so where it is
-missing, English falls back to stopwordsiso's MIT-licensed list (1,298 words, far more aggressive than
-NLTK's 179), and the report says which list was used.
+NLTK's stop words are read straight from its folders (NLTK_DATA, then the places nltk itself looks), plain
+or zipped, without importing nltk. lmforge ships no list of its own: NLTK's states no licence, so where it
+is missing, English falls back to stopwordsiso's MIT-licensed list (1,298 words, far more aggressive than
+NLTK's 179), and the report says which list was used. WordNet is read with nltk's own reader from the same
+folders; `find_wordnet` gives None where it is not installed.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import warnings
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lmforge.config import CleanConfig
 from lmforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
 
 def nltk_data_dirs() -> list[Path]:
@@ -75,3 +83,31 @@ def load_stopwords(cfg: CleanConfig) -> tuple[frozenset[str], str]:
         raise ConfigError(f"clean.language: stopwordsiso has no list for {cfg.language!r}")
     words = frozenset(w.lower() for w in stopwordsiso.stopwords(cfg.language))
     return words, f"stopwordsiso {cfg.language} ({len(words)} words{fallback})"
+
+
+def find_wordnet() -> WordNetCorpusReader | None:
+    """NLTK's WordNet from $NLTK_DATA or nltk's default folders; None when it is not installed."""
+    import nltk
+
+    # nltk reads NLTK_DATA once, at import; reading it again here honours a value set later. Being on
+    # nltk.data.path is also what authorises a folder for nltk's path-safety checks.
+    for folder in reversed(os.environ.get("NLTK_DATA", "").split(os.pathsep)):
+        if folder and folder not in nltk.data.path:
+            nltk.data.path.insert(0, folder)
+    return _load_wordnet(tuple(nltk.data.path))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_wordnet(paths: tuple[str, ...]) -> WordNetCorpusReader | None:
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    for resource in ("corpora/wordnet/", "corpora/wordnet.zip/wordnet/"):  # unpacked, or as nltk.download leaves it
+        try:
+            root = nltk.data.find(resource, paths=list(paths))
+        except LookupError:
+            continue
+        with warnings.catch_warnings():  # it warns that multilingual WordNet is absent; METEOR needs English only
+            warnings.simplefilter("ignore")
+            return WordNetCorpusReader(root, None)
+    return None

@@ -22,13 +22,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lmforge.config import Config, save_config
 from lmforge.data.loader import RandomWindows, StreamWindows
-from lmforge.data.shards import ensure_prepared, load_prepared
+from lmforge.data.masking import IGNORE, MaskedLM, MaskedWindows
+from lmforge.data.shards import load_prepared
 from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
-from lmforge.data.masking import IGNORE, MaskedLM, MaskedWindows
 from lmforge.models import build_model
+from lmforge.prepare import ensure_prepared
 from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown

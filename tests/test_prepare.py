@@ -1,0 +1,153 @@
+"""The prepare recipe: shards, splits and meta.json written from a corpus, reused while current, and the
+recipe's clean and curate stages run before tokenizing."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shared_data import SHARED_DATA
+
+from lmforge.config import Config, load_config
+from lmforge.data.shards import load_prepared
+from lmforge.errors import ConfigError, DataError
+from lmforge.prepare import ensure_prepared, prepare
+
+SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
+DOCS = [f"document {i}: " + "the cat sat on the mat. " * (i % 7 + 1) for i in range(200)]
+
+
+def config(tmp_path: Path, *overrides: str) -> Config:
+    corpus = tmp_path / "corpus.jsonl"
+    if not corpus.exists():
+        corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    return load_config(None, [f"data.path={corpus}", f"data.prepared_dir={tmp_path / 'prepared'}",
+                              "data.shard_tokens=1024", "data.encode_batch_bytes=2048", "tokenizer.kind=bpe",
+                              "tokenizer.vocab_size=300", *overrides])
+
+
+def test_prepare_writes_shards_splits_and_meta(tmp_path):
+    cfg = config(tmp_path)
+    out = prepare(cfg, progress=False)
+    assert out == tmp_path / "prepared" and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    data = load_prepared(out)
+    meta, tok = data.meta, data.tokenizer
+    assert meta["dtype"] == "uint16" and meta["vocab_size"] == tok.vocab_size <= 300  # few merges to learn
+    assert meta["data_key"] == cfg.data_key() and meta["tokenizer_sha256"] == tok.sha256
+    assert (meta["documents"], meta["empty_documents"], meta["replaced_chars"]) == (200, 0, 0)
+    assert meta["sources"][0]["path"] == cfg.data.path and meta["config"]["tokenizer"]["kind"] == "bpe"
+
+    # shards rotate at shard_tokens and hold every token exactly once
+    n = meta["total_tokens"]
+    assert [s["tokens"] for s in meta["shards"]][:-1] == [1024] * (len(meta["shards"]) - 1) and n > 3 * 1024
+    assert sum(s["tokens"] for s in meta["shards"]) == n
+    for s in meta["shards"]:
+        assert (out / s["file"]).stat().st_size == 2 * s["tokens"]
+    train, val = data.split("train"), data.split("val")
+    assert sum(map(len, train)) == int(n * 0.9) and sum(map(len, val)) == n - int(n * 0.9)
+
+    # the stream is each document's tokens followed by the end-of-document id
+    stream = np.concatenate(train + val)
+    expected = [t for d in DOCS for t in tok.encode(d) + [tok.eod_id]]
+    assert stream.tolist() == expected
+    with pytest.raises(ValueError):
+        train[0][0] = 1  # the memory maps are read-only
+
+
+def test_ensure_prepared_reuses_until_the_corpus_changes(tmp_path):
+    cfg = config(tmp_path)
+    out = ensure_prepared(cfg, progress=False)
+    stamp = (out / "meta.json").stat().st_mtime_ns
+    assert ensure_prepared(cfg, progress=False) == out and (out / "meta.json").stat().st_mtime_ns == stamp
+
+    corpus = Path(cfg.data.path)
+    corpus.write_text(corpus.read_text() + json.dumps({"text": "one more document"}) + "\n")
+    ensure_prepared(cfg, progress=False)
+    assert load_prepared(out).meta["documents"] == 201
+
+    # a truncated shard is an error when loading, and ensure_prepared rebuilds it
+    shard = out / "tokens-00001.bin"
+    with open(shard, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DataError, match=r"tokens-00001\.bin: 100 bytes, expected 2,048 \(1,024 tokens\)"):
+        load_prepared(out)
+    ensure_prepared(cfg, progress=False)
+    assert load_prepared(out).meta["total_tokens"] > 0
+
+
+@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="needs ../shared/data/tinyshakespeare")
+def test_tiny_shakespeare_matches_nanogpt_char_split(tmp_path):
+    cfg = load_config(None, [f"data.path={SHAKESPEARE}", "tokenizer.kind=char", "tokenizer.eod=false"])
+    data = load_prepared(prepare(cfg, tmp_path / "out", progress=False))
+    text = SHAKESPEARE.read_text()
+    assert data.tokenizer.vocab_size == 66 and len(set(text)) == 65  # 65 characters and <unk>
+    n = data.meta["total_tokens"]
+    assert n == len(text) == 1_115_394
+    train, val = data.split("train"), data.split("val")
+    assert sum(map(len, train)) == int(n * 0.9) == 1_003_854 and sum(map(len, val)) == 111_540
+    assert data.tokenizer.decode(np.concatenate(val)) == text[1_003_854:]
+
+
+PTB = SHAKESPEARE.parents[1] / "ptb" / "ptb.train.txt"
+
+
+@pytest.mark.skipif(not PTB.is_file(), reason="needs ../shared/data/ptb")
+def test_ptb_word_level_reproduces_the_10k_vocabulary(tmp_path):
+    cfg = load_config(None, [f"data.path={PTB}", "data.txt_documents=line", "tokenizer.kind=word",
+                             "tokenizer.word_split=whitespace", "tokenizer.vocab_size=10000",
+                             "tokenizer.min_frequency=1"])
+    data = load_prepared(prepare(cfg, tmp_path / "out", progress=False))
+    # 10,000 words including <unk> and <eos> (our end-of-document token); 887,521 words + 42,068 lines
+    assert data.tokenizer.vocab_size == 10_000 and data.meta["total_tokens"] == 929_589
+
+
+def test_separate_validation_and_test_corpora(tmp_path):
+    train_txt, val_txt, test_txt = (tmp_path / f"{n}.txt" for n in ("train", "valid", "test"))
+    train_txt.write_text("the cat sat on the mat\n" * 50)
+    val_txt.write_text("a cat sat\n" * 5)
+    test_txt.write_text("the zebra\n" * 3)
+    cfg = load_config(None, [f"data.path={train_txt}", f"data.val_path={val_txt}", f"data.test_path={test_txt}",
+                             f"data.prepared_dir={tmp_path / 'p'}", "tokenizer.kind=char", "tokenizer.eod=false"])
+    data = load_prepared(ensure_prepared(cfg, progress=False))
+    decode = lambda name: "".join(data.tokenizer.decode(s) for s in data.split(name))  # noqa: E731
+    # the tokenizer learns only from the training text: "z" and "b" of the test text are unknown
+    assert decode("train") == train_txt.read_text() and decode("val") == val_txt.read_text()
+    assert decode("test") == "the ea\n" * 3
+    assert [s["path"] for s in data.meta["sources"]] == [str(train_txt), str(val_txt), str(test_txt)]
+    test_txt.write_text("changed\n")  # a changed test corpus makes the prepared data stale
+    assert load_prepared(ensure_prepared(cfg, progress=False)).meta["total_tokens"] != data.meta["total_tokens"]
+
+
+def tokens_and_text(cfg):
+    data = load_prepared(ensure_prepared(cfg, progress=False))
+    tokens = np.concatenate([*data.split("train"), *data.split("val")])
+    return data, data.tokenizer.decode(tokens.tolist())
+
+
+def test_prepare_runs_the_recipe_clean_and_curate_stages(tiny_config, tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where prepare's curation keeps its index
+    corpus = tmp_path / "c.txt"
+    lines = tiny_corpus.read_text().splitlines()
+    corpus.write_text("\n".join(f"<p>{line.upper()}</p>" for line in lines + lines[:100]) + "\n")
+    base = ["tokenizer.eod=false", f"data.path={corpus}", "data.txt_documents=line"]
+
+    stages = {"raw": [], "cleaned": ["clean.steps=[html,lowercase]"],
+              "curated": ["clean.steps=[html,lowercase]", "curate.quality=null"]}
+    configs = {k: tiny_config(*base, *v, f"data.prepared_dir={tmp_path / k}") for k, v in stages.items()}
+    assert len({cfg.data_key() for cfg in configs.values()}) == 3  # the stages are part of the data key
+    (raw, raw_text), (cleaned, clean_text), (curated, curated_text) = map(tokens_and_text, configs.values())
+
+    assert "<p>" in raw_text and "<p>" not in clean_text and clean_text == clean_text.lower()
+    assert len(clean_text) == sum(len(line) for line in lines + lines[:100])
+    assert len(curated_text) == sum(len(line) for line in dict.fromkeys(lines))  # the repeats are gone
+    assert raw.meta["sources"] == curated.meta["sources"]  # what was read is the raw corpus
+    assert not list(tmp_path.glob(".lmforge-curate-*"))
+    mtime = (curated.path / "meta.json").stat().st_mtime_ns
+    ensure_prepared(configs["curated"], progress=False)  # reused while nothing changed
+    assert (curated.path / "meta.json").stat().st_mtime_ns == mtime
+
+
+def test_prepare_refuses_curate_splits(tiny_config):
+    with pytest.raises(ConfigError, match="curate.val_fraction"):
+        prepare(tiny_config("curate.val_fraction=0.1"), progress=False)
