@@ -15,7 +15,7 @@ from lmforge.errors import ConfigError
 from lmforge.eval.lm import eval_tokens, evaluate_run
 from lmforge.generate import generate
 from lmforge.models.hf import check_gpt2_compatible
-from lmforge.train.checkpoint import load_run
+from lmforge.run import load_run
 
 
 def run(*args):

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmforge.config import Config, load_config, save_config
+from lmforge.config import Config, save_config
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.io import atomic_path, atomic_write_json, atomic_write_text
 from lmforge.models import family_section
@@ -139,7 +139,7 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
 def run_row(family: str, run_dir: Path, wall: float, has_test: bool) -> dict:
     """One family's line of the table, from its finished run directory."""
     from lmforge.eval.lm import evaluate_run
-    from lmforge.train.checkpoint import load_run
+    from lmforge.run import load_run
 
     records = _records(run_dir)
     run = load_run(run_dir, "best")

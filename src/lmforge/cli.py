@@ -144,10 +144,9 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
     """Loss, perplexity per token and per word, bits per byte and per character of a trained run; on a
     fine-tuned run (lmforge finetune), its task metrics on --data or the recipe's val_path."""
     from lmforge.eval.lm import eval_tokens, evaluate_run, format_lm
-    from lmforge.finetune.predict import is_task_run
-    from lmforge.train.checkpoint import load_run
+    from lmforge.run import RunDir, load_run
 
-    if is_task_run(run_dir):
+    if RunDir(run_dir).kind == "task":
         _eval_task_run(run_dir, data, checkpoint, batch_size, as_json)
         return
     run = load_run(run_dir, checkpoint)
@@ -195,7 +194,7 @@ def _cuda_available() -> bool:
 def _eval_task_run(run_dir: Path, data: Optional[Path], checkpoint: str, batch_size: Optional[int],
                    as_json: bool) -> None:
     from lmforge.eval.tasks import format_entity_f1
-    from lmforge.finetune.predict import evaluate_task_run, headline
+    from lmforge.finetune.task import evaluate_task_run, headline
 
     result = evaluate_task_run(run_dir, data, checkpoint, batch_size or 32)
     for warning in result["warnings"]:
@@ -217,7 +216,7 @@ def finetune(recipe: Optional[str] = typer.Argument(None, help="a YAML recipe wi
              overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in the run directory"),
              no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Fine-tune a backbone (an lmforge run or a local HF model) on a task: classify, tag, qa or lm."""
-    from lmforge.finetune.predict import headline
+    from lmforge.finetune.task import headline
     from lmforge.finetune.train import finetune as run_finetune
 
     if resume is not None:
@@ -261,7 +260,7 @@ def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
     """Sample text from a trained run."""
     from lmforge.config import SampleConfig
     from lmforge.generate import sample_texts
-    from lmforge.train.checkpoint import load_run
+    from lmforge.run import load_run
 
     run = load_run(run_dir, checkpoint)
     if run.model.objective == "masked":
@@ -285,7 +284,7 @@ def export(run_dir: Path = typer.Argument(..., help="a run directory"),
            overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT if it exists")) -> None:
     """Write a run as a model folder that transformers loads (AutoModelForCausalLM.from_pretrained)."""
     from lmforge.export import export_run
-    from lmforge.train.checkpoint import load_run
+    from lmforge.run import load_run
 
     run = load_run(run_dir, checkpoint)
     path = export_run(run, out, fmt, overwrite)

@@ -15,7 +15,7 @@ from lmforge.errors import ConfigError, LmforgeError
 from lmforge.io import atomic_dir
 from lmforge.models.hf import check_gpt2_compatible, gpt2_config, gpt_state_dict_to_hf
 from lmforge.tokenizer import EOD, UNK
-from lmforge.train.checkpoint import Run
+from lmforge.run import Run
 
 FORMATS = ("hf",)
 

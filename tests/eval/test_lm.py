@@ -15,7 +15,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.eval.lm import (TextCounts, eval_tokens, evaluate_run, metrics, score_batches, sliding_window_batches,
                              sum_loss)
 from lmforge.models.transformer import GPT
-from lmforge.train.checkpoint import load_run
+from lmforge.run import load_run
 from lmforge.train.trainer import train
 
 

@@ -15,8 +15,10 @@ from lmforge.errors import DataError
 from lmforge.finetune.backbones import load_backbone
 from lmforge.finetune.heads import ClassificationHead, TaskModel
 from lmforge.finetune.lora import add_lora, merged_copy
-from lmforge.finetune.predict import evaluate_task_run, load_task_run, predict_file
-from lmforge.train.checkpoint import list_checkpoints, load_run
+from lmforge.finetune.predict import predict_file
+from lmforge.finetune.task import evaluate_task_run, load_task_run
+from lmforge.run import load_run
+from lmforge.train.checkpoint import list_checkpoints
 
 FAST = ["train.num_threads=1", "train.tensorboard=false", "train.log_interval=1", "finetune.head_dropout=0", "schedule.name=constant",
         "schedule.warmup_steps=0", "optimizer.weight_decay=0"]

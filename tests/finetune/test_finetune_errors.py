@@ -11,7 +11,7 @@ import lmforge.finetune.train as recipe
 from lmforge.cli import app
 from lmforge.config import load_config
 from lmforge.errors import CheckpointError, ConfigError, DataError
-from lmforge.finetune.predict import evaluate_task_run
+from lmforge.finetune.task import evaluate_task_run
 
 FAST = ["train.num_threads=1", "train.tensorboard=false", "schedule.name=constant", "schedule.warmup_steps=0",
         "finetune.epochs=1", "finetune.batch_size=8", "finetune.text_column=sentence"]

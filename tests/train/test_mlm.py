@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from lmforge.cli import app
 from lmforge.config import load_config
 from lmforge.eval.lm import evaluate_run
-from lmforge.train.checkpoint import load_run
+from lmforge.run import load_run
 from lmforge.train.trainer import train
 
 ENCODER = ["model.arch=encoder", "model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=32",

@@ -14,7 +14,7 @@ from lmforge.data.shards import load_prepared
 from lmforge.errors import ConfigError
 from lmforge.eval.lm import evaluate_run, sum_loss
 from lmforge.prepare import ensure_prepared
-from lmforge.train.checkpoint import load_run
+from lmforge.run import load_run
 from lmforge.train.trainer import train
 
 SMALL = {

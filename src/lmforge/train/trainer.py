@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lmforge.config import Config, save_config
+from lmforge.config import Config
 from lmforge.data.loader import RandomWindows, StreamWindows
 from lmforge.data.masking import IGNORE, MaskedLM, MaskedWindows
 from lmforge.data.shards import load_prepared
@@ -30,7 +29,8 @@ from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
 from lmforge.models import build_model
 from lmforge.prepare import ensure_prepared
-from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
+from lmforge.run import RunDir
+from lmforge.train.checkpoint import (capture_rng, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from lmforge.train.logging import RunLogger, trim_metrics
@@ -53,9 +53,11 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
           progress: bool = True) -> TrainResult:
     """Train `cfg` into `run_dir` (default runs/<name>); with resume, continue its last checkpoint."""
     d = init_distributed(cfg.train.device)
+    run = RunDir(run_dir or Path("runs") / cfg.name)
     try:
-        return _train(cfg, Path(run_dir or Path("runs") / cfg.name), d, resume, overwrite, progress)
+        return _train(cfg, run, d, resume, overwrite, progress)
     finally:
+        run.unlock()
         shutdown(d)
 
 
@@ -69,15 +71,6 @@ def peak_memory_mib(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
-def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if not list_checkpoints(run_dir):
-            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints)")
-    elif (list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists()) and not overwrite:
-        raise CheckpointError(f"{run_dir}: run directory already holds a run; "
-                              "use --resume to continue it or --overwrite to start again")
-
-
 def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
     dtype = cfg.train.dtype
     if dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda"):
@@ -85,12 +78,13 @@ def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextMa
     return contextlib.nullcontext()
 
 
-def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
+def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
     started = time.perf_counter()
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    _check_run_dir(run_dir, resume, overwrite)
+    run_dir = run.path
+    run.check_start(resume, overwrite)
 
     # rank 0 prepares the shards; the others wait and then reuse them
     if d.is_main:
@@ -130,7 +124,7 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
 
     step, best, evals_since_best, elapsed_before = 0, None, 0, 0.0
     if resume:
-        ckpt = list_checkpoints(run_dir)[-1][1]
+        ckpt = run.checkpoint("last")
         load_weights(raw_model, ckpt, d.device)
         state = load_training_state(ckpt, optimizer)
         if len(state["loader"]) != d.world_size:
@@ -140,14 +134,12 @@ def _train(cfg: Config, run_dir: Path, d: Dist, resume: bool, overwrite: bool, p
         carried = load_carried_state(ckpt, d.rank, d.device)
         step, best = state["step"], state.get("best_val_loss")
         evals_since_best, elapsed_before = state.get("evals_since_best", 0), state.get("elapsed_s", 0.0)
-        if d.is_main:  # what the stopped run logged after this checkpoint is done again
-            trim_metrics(run_dir, step)
+        if d.is_main:
+            run.lock()
+            trim_metrics(run_dir, step)  # what the stopped run logged after this checkpoint is done again
     elif d.is_main:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        tokenizer.save(run_dir / "tokenizer.json")
+        run.create(cfg, tokenizer, overwrite)
+        run.lock()
 
     barrier(d)  # the run directory exists before any rank writes to it
 
