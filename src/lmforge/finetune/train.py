@@ -35,6 +35,8 @@ from lmforge.finetune.heads import TaskModel, build_head, task_loss
 from lmforge.finetune.task import Task, encode_file, evaluate, headline
 from lmforge.io import atomic_write_json
 from lmforge.run import RunDir
+from lmforge.train.distributed import pick_device
+from lmforge.train.optim import decay_groups, make_optimizer, set_lr
 from lmforge.train.checkpoint import (capture_rng, load_training_state, load_weights,
                                      restore_rng, save_checkpoint)
 from lmforge.train.logging import RunLogger, trim_metrics
@@ -72,24 +74,15 @@ def layer_param_groups(groups: list[list[nn.Parameter]], trainable: set[int], fa
     for index, params in enumerate(groups):
         depth = len(groups) - 1 - index
         params = [p for p in params if id(p) in trainable]
-        for decay in (True, False):
-            chosen = [p for p in params if (p.dim() >= 2) == decay]
-            if chosen:
-                out.append({"params": chosen, "weight_decay": weight_decay if decay else 0.0,
-                            "lr_scale": factor ** -depth, "layer_group": index})
+        out += [{**group, "lr_scale": factor ** -depth, "layer_group": index}
+                for group in decay_groups(params, weight_decay) if group["params"]]
     return out
 
 
-def make_optimizer(param_groups: list[dict], cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+def task_optimizer(param_groups: list[dict], cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
     if cfg.name == "muon":
         raise ConfigError("optimizer.name=muon: fine-tuning takes adamw or sgd")
-    impl = cfg.impl
-    if impl == "auto":  # as train/optim.py: fused kernels where torch has them
-        impl = "fused" if device.type in ("cpu", "cuda") else "foreach"
-    kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
-    if cfg.name == "sgd":
-        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **kwargs)
-    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+    return make_optimizer(param_groups, cfg, device)
 
 
 def unfrozen_count(fc: FinetuneConfig, n_groups: int, epoch: int, step: int) -> int:
@@ -127,8 +120,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    device = torch.device("cuda" if tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = pick_device(tc.device)
 
     if cfg.augment is not None:
         from lmforge.augment.stage import check_task_stage
@@ -175,7 +167,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
         p.requires_grad_(id(p) in trainable)
     model.to(device)
     groups = [g for g in model.layer_groups() if any(id(p) in trainable for p in g)]
-    optimizer = make_optimizer(layer_param_groups(groups, trainable, fc.discriminative_factor,
+    optimizer = task_optimizer(layer_param_groups(groups, trainable, fc.discriminative_factor,
                                                   cfg.optimizer.weight_decay), cfg.optimizer, device)
     steps_per_epoch = math.ceil(len(features) / fc.batch_size)
     total_steps = fc.epochs * steps_per_epoch
@@ -220,8 +212,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
             n_unfrozen = unfrozen_count(fc, len(groups), epoch, step)
             set_trainable(groups, trainable, n_unfrozen)
             lr = lr_at(step, cfg.optimizer.lr, cfg.schedule, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+            set_lr(optimizer, lr)
             batch = collate([features[i] for i in order[start:start + fc.batch_size]], backbone.special.pad,
                             fc.task, fc.multi_label)
             batch = {k: v.to(device) for k, v in batch.items()}

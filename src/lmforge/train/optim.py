@@ -1,6 +1,8 @@
-"""Optimizer construction and explicit L1/L2 penalties.
+"""Optimizer construction, shared by pretraining and fine-tuning, and explicit L1/L2 penalties.
 
-Weights (tensors with 2+ dimensions: linear and embedding matrices) decay; biases and norm gains don't.
+Weights (tensors with 2+ dimensions: linear and embedding matrices) decay; biases and norm gains don't. A param
+group may carry `lr_scale`: the recipes set each group's rate to schedule(step) * lr_scale (`set_lr`), which
+is how Muon's own rate and fine-tuning's discriminative rates ride on one schedule.
 """
 
 from __future__ import annotations
@@ -10,6 +12,18 @@ from torch import nn
 
 from lmforge.config import OptimizerConfig
 from lmforge.train.muon import Muon, Optimizers
+
+
+def decay_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict]:
+    """[matrices with weight decay, biases and gains without] (either may be empty)."""
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def set_lr(optimizer, lr: float) -> None:
+    """The schedule's rate for this step on every param group, times the group's lr_scale."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -32,17 +46,20 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device
         muon_params = hidden_matrices(model)
         taken = {id(p) for p in muon_params}
         decay = [p for p in decay if id(p) not in taken]
-        adamw = _adamw_or_sgd(decay, no_decay, cfg.model_copy(update={"name": "adamw"}), device)
+        adamw = make_optimizer(_split_groups(decay, no_decay, cfg), cfg.model_copy(update={"name": "adamw"}), device)
         # lr_scale: the trainer sets each group's rate to schedule(step) * lr_scale
         muon = Muon([{"params": muon_params, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
                     momentum=cfg.muon_momentum, weight_decay=cfg.weight_decay)
         return Optimizers(adamw=adamw, muon=muon)
-    return _adamw_or_sgd(decay, no_decay, cfg, device)
+    return make_optimizer(_split_groups(decay, no_decay, cfg), cfg, device)
 
 
-def _adamw_or_sgd(decay: list, no_decay: list, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+def _split_groups(decay: list, no_decay: list, cfg: OptimizerConfig) -> list[dict]:
+    return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(groups: list[dict], cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or SGD over the param groups, with fused kernels where torch has them."""
     impl = cfg.impl
     if impl == "auto":
         # fused kernels exist on CPU and CUDA in torch >= 2.4 and are the fastest of the three on both

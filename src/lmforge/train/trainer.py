@@ -34,7 +34,7 @@ from lmforge.train.checkpoint import (capture_rng, load_carried_state, load_trai
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from lmforge.train.logging import RunLogger, trim_metrics
-from lmforge.train.optim import build_optimizer, penalty
+from lmforge.train.optim import build_optimizer, penalty, set_lr
 from lmforge.train.schedules import batch_rows, lr_at
 
 
@@ -182,8 +182,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
     model.train()
     while step < tc.max_steps and not stop:
         lr = lr_at(step, cfg.optimizer.lr, cfg.schedule, tc.max_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        set_lr(optimizer, lr)
 
         rows = batch_rows(step, tc)
         batches = []
