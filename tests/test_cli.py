@@ -137,3 +137,15 @@ def test_real_process_prints_no_traceback(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_generate_takes_the_runs_sampling_settings_unless_a_flag_changes_one(trained):
+    from lmforge.config import load_config
+
+    saved = load_config(trained / "config.yaml").sample.num_samples
+    code, out, _ = run("generate", trained, "--prompt", "the", "--max-new-tokens", 5)
+    assert code == 0 and out.count("\n---\n") == saved - 1  # as many samples as the run's sample section says
+    code, out, _ = run("generate", trained, "--prompt", "the", "--max-new-tokens", 5, "--num-samples", saved + 2)
+    assert code == 0 and out.count("\n---\n") == saved + 1
+    assert_one_line_error(*run("generate", trained, "--top-k", 0)[::2], "sample.top_k")
+    assert_one_line_error(*run("generate", trained, "--temperature", -1)[::2], "sample.temperature")

@@ -246,33 +246,50 @@ def predict(run_dir: Path = typer.Argument(..., help="a fine-tuned run directory
         typer.echo(f"wrote {output}", err=True)
 
 
+def sample_option(name: str, flag: str, **kwargs):
+    """A generate option for SampleConfig's field `name`: its help is the field's description, and left out it
+    keeps the run's own `sample.<name>`, so the CLI cannot contradict the config."""
+    from lmforge.config import SampleConfig
+
+    return typer.Option(None, flag, show_default=False, **kwargs,
+                        help=f"{SampleConfig.model_fields[name].description} (default: the run's sample.{name})")
+
+
 @app.command()
 @one_line_errors
 def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
-             prompt: str = typer.Option("", "--prompt", help="text to continue (empty = start of a document)"),
-             max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1),
-             temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="0 = greedy"),
-             top_k: Optional[int] = typer.Option(None, "--top-k", min=1),
-             top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
-             num_samples: int = typer.Option(1, "--num-samples", min=1),
-             seed: int = typer.Option(1337, "--seed"),
+             prompt: Optional[str] = sample_option("prompt", "--prompt"),
+             max_new_tokens: Optional[int] = sample_option("max_new_tokens", "--max-new-tokens"),
+             temperature: Optional[float] = sample_option("temperature", "--temperature"),
+             top_k: Optional[int] = sample_option("top_k", "--top-k"),
+             top_p: Optional[float] = sample_option("top_p", "--top-p"),
+             num_samples: Optional[int] = sample_option("num_samples", "--num-samples"),
+             seed: Optional[int] = typer.Option(None, "--seed", show_default=False, help="seeds the sampling (default: the run's train.seed)"),
+             device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda"),
              checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N")) -> None:
-    """Sample text from a trained run."""
-    from lmforge.config import SampleConfig
+    """Sample text from a trained run, with the run's own sampling settings unless a flag changes one; samples
+    are separated by a line `---`, as in samples.txt."""
+    from pydantic import ValidationError
+
+    from lmforge.config import SampleConfig, _one_line
     from lmforge.generate import sample_texts
     from lmforge.run import load_run
 
-    run = load_run(run_dir, checkpoint)
+    device = _device(device)
+    run = load_run(run_dir, checkpoint, device)
     if run.model.objective == "masked":
         raise LmforgeError(f"{run_dir}: a masked-LM encoder does not generate text (it fills in <mask> tokens: "
                            f"lmforge augment --method mask --model {run_dir})")
-    sample_cfg = SampleConfig(prompt=prompt, num_samples=num_samples, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_k=top_k, top_p=top_p)
-    for i, text in enumerate(sample_texts(run.model, run.tokenizer, sample_cfg, run.config.model.block_size,
-                                          "cpu", seed=seed)):
-        if num_samples > 1:
-            typer.echo(f"--- sample {i + 1} ---")
-        typer.echo(text)
+    given = {"prompt": prompt, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
+             "top_p": top_p, "num_samples": num_samples}
+    try:
+        sample_cfg = SampleConfig.model_validate({**run.config.sample.model_dump(),
+                                                  **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, "sample").replace("sample: ", "sample.", 1)) from None
+    texts = sample_texts(run.model, run.tokenizer, sample_cfg, run.config.model.block_size, device,
+                         seed=run.config.train.seed if seed is None else seed)
+    typer.echo("\n\n---\n\n".join(texts))
 
 
 @app.command()
