@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from lmforge.cli import app
+from lmforge.errors import ConfigError
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 TINY = ["tokenizer.kind=char", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16",
@@ -149,3 +150,15 @@ def test_generate_takes_the_runs_sampling_settings_unless_a_flag_changes_one(tra
     assert code == 0 and out.count("\n---\n") == saved + 1
     assert_one_line_error(*run("generate", trained, "--top-k", 0)[::2], "sample.top_k")
     assert_one_line_error(*run("generate", trained, "--temperature", -1)[::2], "sample.temperature")
+
+
+def test_the_python_twin_of_eval_gives_what_eval_prints(trained):
+    from lmforge.eval import evaluate
+
+    code, out, _ = run("eval", trained, "--json", "--stride", 4)
+    drop = {"seconds", "tokens_per_s"}
+    twin = evaluate(trained, stride=4)
+    assert code == 0 and {k: v for k, v in twin.items() if k not in drop} == \
+        {k: v for k, v in json.loads(out).items() if k not in drop}
+    with pytest.raises(ConfigError, match="--device 'tpu'"):
+        evaluate(trained, device="tpu")

@@ -143,60 +143,30 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Loss, perplexity per token and per word, bits per byte and per character of a trained run; on a
     fine-tuned run (lmforge finetune), its task metrics on --data or the recipe's val_path."""
-    from lmforge.eval.lm import eval_tokens, evaluate_run, format_lm
-    from lmforge.run import RunDir, load_run
+    from lmforge.eval.lm import format_lm
+    from lmforge.eval.recipe import evaluate
 
-    if RunDir(run_dir).kind == "task":
-        _eval_task_run(run_dir, data, checkpoint, batch_size, as_json)
+    result = evaluate(run_dir, data, split=split, checkpoint=checkpoint, batch_size=batch_size, stride=stride,
+                      metrics=metrics, samples=samples, device=device, dtype=dtype)
+    if "task" in result:
+        _print_task_result(result, as_json)
         return
-    run = load_run(run_dir, checkpoint)
-    if metrics and run.model.objective == "masked":
-        raise LmforgeError(f"{run_dir}: --metrics scores generated text; a masked-LM encoder does not generate")
-    data_file = str(data) if data else None
-    device = _device(device)
-    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, device, split=split,
-                          stride=stride, entropy=metrics, dtype=_eval_dtype(dtype, device))
-    if metrics:
-        from lmforge.eval.generation import format_generation, generation_metrics
-
-        result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], samples,
-                                                  device=result["device"])
-        for warning in result["generation"]["warnings"]:
-            typer.echo(f"warning: {warning}", err=True)
+    for warning in result.get("generation", {}).get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(format_lm(result))
     if metrics:
+        from lmforge.eval.generation import format_generation
+
         typer.echo(format_generation(result["generation"]))
 
 
-def _device(name: str) -> str:
-    if name not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
-    if name == "cuda" and not _cuda_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
-    return ("cuda" if _cuda_available() else "cpu") if name == "auto" else name
-
-
-def _eval_dtype(name: str, device: str) -> str:
-    if name not in ("auto", "float32", "bfloat16"):
-        raise ConfigError(f"--dtype {name!r}: expected auto, float32 or bfloat16")
-    return ("bfloat16" if device == "cuda" else "float32") if name == "auto" else name
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _eval_task_run(run_dir: Path, data: Optional[Path], checkpoint: str, batch_size: Optional[int],
-                   as_json: bool) -> None:
+def _print_task_result(result: dict, as_json: bool) -> None:
     from lmforge.eval.tasks import format_entity_f1
-    from lmforge.finetune.task import evaluate_task_run, headline
+    from lmforge.finetune.task import headline
 
-    result = evaluate_task_run(run_dir, data, checkpoint, batch_size or 32)
     for warning in result["warnings"]:
         typer.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -275,7 +245,9 @@ def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
     from lmforge.generate import sample_texts
     from lmforge.run import load_run
 
-    device = _device(device)
+    from lmforge.eval.recipe import resolve_device
+
+    device = resolve_device(device)
     run = load_run(run_dir, checkpoint, device)
     if run.model.objective == "masked":
         raise LmforgeError(f"{run_dir}: a masked-LM encoder does not generate text (it fills in <mask> tokens: "

@@ -44,6 +44,9 @@ def test_tag_recipe_finetune_predict_eval(tiny_bert, tmp_path):
     assert out.startswith(f"tag on {train}: loss ") and "all entities" in out and "person" in out
     code, out, _ = run("eval", tmp_path / "run", "--json")
     assert json.loads(out)["f1"] == 1.0
+    from lmforge.eval import evaluate
+
+    assert evaluate(tmp_path / "run") == json.loads(out)  # the Python twin of lmforge eval
 
 
 def test_finetune_resume_extends_a_run_and_refuses_a_recipe(tiny_bert, tmp_path):
