@@ -18,7 +18,7 @@ FLOORS = {
         "lmforge.train.checkpoint", "lmforge.train.schedules", "lmforge.train.muon", "lmforge.train.optim",
         "lmforge.train.distributed", "lmforge.train.logging", "lmforge.text.wordlists"],
     2: ["lmforge.run", "lmforge.data", "lmforge.text", "lmforge.augment", "lmforge.generate"],
-    3: ["lmforge.prepare", "lmforge.train.steps", "lmforge.eval.lm", "lmforge.eval.generation",
+    3: ["lmforge.prepare", "lmforge.eval.lm", "lmforge.eval.generation",
         "lmforge.finetune.backbones", "lmforge.finetune.heads", "lmforge.finetune.lora", "lmforge.finetune.data",
         "lmforge.finetune.task"],
     4: ["lmforge.train.trainer", "lmforge.finetune.train", "lmforge.finetune.predict", "lmforge.eval.recipe",
