@@ -39,7 +39,7 @@ from lmforge.train.distributed import pick_device
 from lmforge.train.optim import decay_groups, make_optimizer, set_lr
 from lmforge.train.checkpoint import (capture_rng, load_training_state, load_weights,
                                      restore_rng, save_checkpoint)
-from lmforge.train.logging import RunLogger, trim_metrics
+from lmforge.train.logging import RunLogger, Throughput, trim_metrics
 from lmforge.train.schedules import lr_at
 
 
@@ -204,7 +204,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
     log.write(f"{len(features):,} training sequences, {len(groups)} layer groups, {total_steps:,} steps"
               + (f"; resuming after epoch {start_epoch} (step {step:,})" if resume else ""))
 
-    window_start, window_tokens = time.perf_counter(), 0
+    throughput = Throughput()
     model.train()
     for epoch in range(start_epoch, fc.epochs):
         order = torch.randperm(len(features), generator=torch.Generator().manual_seed(tc.seed + epoch)).tolist()
@@ -216,7 +216,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
             batch = collate([features[i] for i in order[start:start + fc.batch_size]], backbone.special.pad,
                             fc.task, fc.multi_label)
             batch = {k: v.to(device) for k, v in batch.items()}
-            window_tokens += int(batch["mask"].sum())
+            throughput.add(int(batch["mask"].sum()))
             logits = model(batch["ids"], batch["mask"], batch["type_ids"])
             loss = task_loss(fc.task, logits, batch["target"], fc.multi_label)
             loss.backward()
@@ -226,11 +226,11 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if step % tc.log_interval == 0 or step == total_steps:
-                tokens_per_s = window_tokens / (time.perf_counter() - window_start)
+                tokens_per_s = throughput.rate()
                 log.log(step, loss=loss.item(), lr=lr, epoch=epoch, unfrozen_groups=n_unfrozen,
                         tokens_per_s=tokens_per_s)
                 log.advance(loss.item(), tokens_per_s)
-                window_start, window_tokens = time.perf_counter(), 0
+                throughput.restart()
             else:
                 log.advance()
         metrics = evaluate(task, val_set, fc.batch_size) if val_set is not None else None
@@ -238,7 +238,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
             log.log(step, val_loss=metrics["loss"], **{k: v for k, v in metrics.items()
                                                         if isinstance(v, float) and k != "loss"})
             log.write(f"epoch {epoch + 1}: {headline(metrics)}")
-            window_start = time.perf_counter()  # evaluation time is not training throughput
+            throughput.skip_time()
         _save(run_dir, step, model, fc, optimizer, epoch, metrics)
     log.close()
     return FinetuneResult(run_dir, step, metrics, time.perf_counter() - started)

@@ -62,6 +62,26 @@ class RunLogger:
             self.writer.close()
 
 
+class Throughput:
+    """Tokens per second over the steps since the last report, for the log line and the bar; the time of an
+    evaluation in between is not training throughput (`skip_time`)."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.start, self.tokens = time.perf_counter(), 0.0
+
+    def add(self, tokens: float) -> None:
+        self.tokens += tokens
+
+    def skip_time(self) -> None:
+        self.start = time.perf_counter()
+
+    def rate(self) -> float:
+        return self.tokens / (time.perf_counter() - self.start)
+
+
 def trim_metrics(run_dir: Path, step: int) -> None:
     """Drop the records a stopped run logged after `step`, its last checkpoint, so that the resumed run's
     records for those steps are the only ones (a half-written last line goes too)."""

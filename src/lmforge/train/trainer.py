@@ -33,7 +33,7 @@ from lmforge.run import RunDir
 from lmforge.train.checkpoint import (capture_rng, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
-from lmforge.train.logging import RunLogger, trim_metrics
+from lmforge.train.logging import RunLogger, Throughput, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
 from lmforge.train.schedules import batch_rows, lr_at
 
@@ -176,7 +176,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
         barrier(d)
 
     val_loss = None
-    window_start, window_tokens = time.perf_counter(), 0.0
+    throughput = Throughput()
     tokens_per_s = 0.0
     stop = False
     model.train()
@@ -220,11 +220,10 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        window_tokens += n_tokens
+        throughput.add(n_tokens)
 
         if step % tc.log_interval == 0 or step == tc.max_steps:
-            now = time.perf_counter()
-            tokens_per_s = window_tokens / (now - window_start)
+            tokens_per_s = throughput.rate()
             loss_value = step_loss.item() / local_tokens
             record = {"loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
             if grad_norm is not None:
@@ -233,7 +232,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
                 record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
             log.log(step, **record)
             log.advance(loss_value, tokens_per_s)
-            window_start, window_tokens = time.perf_counter(), 0.0
+            throughput.restart()
         else:
             log.advance()
 
@@ -254,7 +253,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
             stop = final or stopped_early
             if tc.checkpoint_interval is None or stop:
                 checkpoint(val_loss)
-            window_start = time.perf_counter()  # evaluation time is not training throughput
+            throughput.skip_time()
         if tc.checkpoint_interval is not None and step % tc.checkpoint_interval == 0 and not stop:
             checkpoint(val_loss if step % tc.eval_interval == 0 else None)
 
