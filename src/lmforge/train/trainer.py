@@ -78,6 +78,56 @@ def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextMa
     return contextlib.nullcontext()
 
 
+@dataclass
+class StepDone:
+    loss_sum: torch.Tensor  # summed cross-entropy of this rank's targets
+    local_tokens: int  # this rank's targets
+    tokens: float  # every rank's targets
+    grad_norm: torch.Tensor | None
+    carried: object  # a recurrent model's state for the next window
+
+
+def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module, optimizer, loader, rows: int,
+                    carried, autocast, masked: bool, reset_id: int | None) -> StepDone:
+    """One optimizer step: grad_accum_steps micro-batches of `rows` windows, the loss of the step the mean
+    cross-entropy over every target of the global batch (see the module doc), then clipping and the update."""
+    batches = []
+    for _ in range(cfg.train.grad_accum_steps):
+        x, y = loader.next_batch()
+        # the loader still draws whole batches, so its position (and exact resume) is unchanged
+        batches.append((x[:rows], y[:rows], getattr(loader, "new_pass", False)))
+    local_tokens = sum(int((y != IGNORE).sum()) if masked else y.numel() for _, y, _ in batches)
+    n_tokens = all_reduce_sum(torch.tensor(local_tokens, dtype=torch.float64, device=d.device), d).item()
+    step_loss = torch.zeros((), device=d.device)
+    for i, (x, y, new_pass) in enumerate(batches):
+        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+        if new_pass:
+            carried = None
+        last = i == len(batches) - 1
+        sync = contextlib.nullcontext() if last or not d.enabled else model.no_sync()
+        with sync:
+            with autocast:
+                logits, carried = model(x, carried)
+            ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+            # DDP averages gradients over ranks, so scale by world size to get the global token mean
+            share = d.world_size / n_tokens
+            loss = ce * share
+            if (aux := raw_model.aux_loss) is not None:  # e.g. AR/TAR, a per-batch mean
+                loss = loss + aux * (y.numel() * share)
+            if last and (extra := penalty(raw_model, cfg.optimizer)) is not None:
+                loss = loss + extra
+            loss.backward()
+        step_loss += ce.detach()
+        carried = map_tensors(torch.Tensor.detach, carried)  # truncated BPTT: no gradient into the past
+        if reset_id is not None:
+            carried = raw_model.reset_state(carried, (x == reset_id).any(dim=1))
+    grad_norm = (torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.train.grad_clip)
+                 if cfg.train.grad_clip > 0 else None)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepDone(step_loss, local_tokens, n_tokens, grad_norm, carried)
+
+
 def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
     started = time.perf_counter()
     tc = cfg.train
@@ -175,6 +225,8 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
             }, tc.keep_last, carried=[r["carried"] for r in per_rank] if recurrent else None)
         barrier(d)
 
+    # a recurrent model zeroes the state of rows whose document ended, when asked to
+    reset_id = data.tokenizer.eod_id if recurrent and cfg.model.reset_state_at_eod else None
     val_loss = None
     throughput = Throughput()
     tokens_per_s = 0.0
@@ -184,50 +236,18 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
         lr = lr_at(step, cfg.optimizer.lr, cfg.schedule, tc.max_steps)
         set_lr(optimizer, lr)
 
-        rows = batch_rows(step, tc)
-        batches = []
-        for _ in range(tc.grad_accum_steps):
-            x, y = loader.next_batch()
-            # the loader still draws whole batches, so its position (and exact resume) is unchanged
-            batches.append((x[:rows], y[:rows], getattr(loader, "new_pass", False)))
-        local_tokens = sum(int((y != IGNORE).sum()) if masked else y.numel() for _, y, _ in batches)
-        n_tokens = all_reduce_sum(torch.tensor(local_tokens, dtype=torch.float64, device=d.device), d).item()
-        step_loss = torch.zeros((), device=d.device)
-        for i, (x, y, new_pass) in enumerate(batches):
-            x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            if new_pass:
-                carried = None
-            last = i == len(batches) - 1
-            sync = contextlib.nullcontext() if last or not d.enabled else model.no_sync()
-            with sync:
-                with autocast:
-                    logits, carried = model(x, carried)
-                ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
-                # DDP averages gradients over ranks, so scale by world size to get the global token mean
-                share = d.world_size / n_tokens
-                loss = ce * share
-                if (aux := raw_model.aux_loss) is not None:  # e.g. AR/TAR, a per-batch mean
-                    loss = loss + aux * (y.numel() * share)
-                if last and (extra := penalty(raw_model, cfg.optimizer)) is not None:
-                    loss = loss + extra
-                loss.backward()
-            step_loss += ce.detach()
-            carried = map_tensors(torch.Tensor.detach, carried)  # truncated BPTT: no gradient into the past
-            if recurrent and cfg.model.reset_state_at_eod and data.tokenizer.eod_id is not None:
-                carried = raw_model.reset_state(carried, (x == data.tokenizer.eod_id).any(dim=1))
-        grad_norm = (torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc.grad_clip)
-                     if tc.grad_clip > 0 else None)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        done = _optimizer_step(cfg, d, model, raw_model, optimizer, loader, batch_rows(step, tc), carried, autocast,
+                               masked, reset_id)
+        carried = done.carried
         step += 1
-        throughput.add(n_tokens)
+        throughput.add(done.tokens)
 
         if step % tc.log_interval == 0 or step == tc.max_steps:
             tokens_per_s = throughput.rate()
-            loss_value = step_loss.item() / local_tokens
+            loss_value = done.loss_sum.item() / done.local_tokens
             record = {"loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
-            if grad_norm is not None:
-                record["grad_norm"] = grad_norm.item()
+            if done.grad_norm is not None:
+                record["grad_norm"] = done.grad_norm.item()
             if d.device.type == "cuda":
                 record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
             log.log(step, **record)
