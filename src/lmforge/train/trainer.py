@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +23,13 @@ from torch.nn.parallel import DistributedDataParallel
 from lmforge.config import Config
 from lmforge.data.loader import RandomWindows, StreamWindows
 from lmforge.data.masking import IGNORE, MaskedLM, MaskedWindows
-from lmforge.data.shards import load_prepared
+from lmforge.data.shards import PreparedData, load_prepared
 from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
 from lmforge.models import build_model
+from lmforge.models.base import LanguageModel
 from lmforge.prepare import ensure_prepared
 from lmforge.run import RunDir
 from lmforge.train.checkpoint import (capture_rng, load_carried_state, load_training_state,
@@ -128,15 +130,30 @@ def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module
     return StepDone(step_loss, local_tokens, n_tokens, grad_norm, carried)
 
 
-def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
-    started = time.perf_counter()
-    tc = cfg.train
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
-    run_dir = run.path
-    run.check_start(resume, overwrite)
+@dataclass
+class Parts:
+    """What a training run is built from, once, before the first step."""
+    cfg: Config  # with model.vocab_size filled in from the tokenizer
+    data: PreparedData
+    raw_model: LanguageModel
+    optimizer: torch.optim.Optimizer
+    loader: RandomWindows | StreamWindows | MaskedWindows
+    masker: Callable[[int], MaskedLM] | None  # a masked LM's masks for a given seed
 
-    # rank 0 prepares the shards; the others wait and then reuse them
+
+@dataclass
+class Progress:
+    """Where the run stands: what a checkpoint saves besides the weights and the optimizer."""
+    step: int = 0
+    best: float | None = None
+    evals_since_best: int = 0
+    elapsed_before: float = 0.0  # seconds spent by the runs this one resumes
+    carried: object = None  # a recurrent model's hidden state between windows
+
+
+def load_data(cfg: Config, d: Dist, progress: bool) -> tuple[Config, PreparedData]:
+    """The prepared shards (rank 0 prepares them, the others wait and reuse them) and the config with the
+    tokenizer's vocabulary size."""
     if d.is_main:
         ensure_prepared(cfg, progress=progress)
     barrier(d)
@@ -148,98 +165,134 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
     elif cfg.model.vocab_size < tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the tokenizer's "
                           f"{tokenizer.vocab_size}")
-    val = data.split("val")
-    if sum(len(s) for s in val) < 2:
+    if sum(len(s) for s in data.split("val")) < 2:
         raise DataError(f"{data.path}: validation split has fewer than 2 tokens; raise data.val_fraction")
+    return cfg, data
 
+
+def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
+    """Model, optimizer and loader, in the order that fixes every random draw: the seed, the model's
+    initialisation, the loader's own generator, the masks' own generator, then this rank's dropout stream."""
+    tc = cfg.train
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device)
-    recurrent = raw_model.recurrent
-    if recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
+    if raw_model.recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
     else:
         loader = RandomWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size,
                                seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
-    masked = raw_model.objective == "masked"
-    if masked:  # BERT's objective: the windows come masked, with labels only where a token was chosen
+    masker = None
+    if raw_model.objective == "masked":  # BERT's: windows come masked, with labels only where a token was chosen
+        tokenizer = data.tokenizer
         never = [i for i in (tokenizer.eod_id,) if i is not None]
 
-        def masker(seed: int) -> MaskedLM:
+        def masks(seed: int) -> MaskedLM:
             return MaskedLM(cfg.model, tokenizer.mask_id, cfg.model.vocab_size, never, seed)
 
+        masker = masks
         loader = MaskedWindows(loader, masker(tc.seed + 2 + d.rank))
-    carried = None  # a recurrent model's hidden state between windows
     torch.manual_seed(tc.seed + d.rank)  # dropout masks differ between ranks
+    return Parts(cfg, data, raw_model, optimizer, loader, masker)
 
-    step, best, evals_since_best, elapsed_before = 0, None, 0, 0.0
+
+def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite: bool) -> Progress:
+    """A new run directory, or the last checkpoint's weights, optimizer, loader position and RNG restored."""
+    progress = Progress()
     if resume:
         ckpt = run.checkpoint("last")
-        load_weights(raw_model, ckpt, d.device)
-        state = load_training_state(ckpt, optimizer)
+        load_weights(parts.raw_model, ckpt, d.device)
+        state = load_training_state(ckpt, parts.optimizer)
         if len(state["loader"]) != d.world_size:
             raise CheckpointError(f"{ckpt}: saved by {len(state['loader'])} processes; resume it with as many")
-        loader.load_state_dict(state["loader"][d.rank])
+        parts.loader.load_state_dict(state["loader"][d.rank])
         restore_rng(state["rng"][d.rank])
-        carried = load_carried_state(ckpt, d.rank, d.device)
-        step, best = state["step"], state.get("best_val_loss")
-        evals_since_best, elapsed_before = state.get("evals_since_best", 0), state.get("elapsed_s", 0.0)
+        progress = Progress(state["step"], state.get("best_val_loss"), state.get("evals_since_best", 0),
+                            state.get("elapsed_s", 0.0), load_carried_state(ckpt, d.rank, d.device))
         if d.is_main:
             run.lock()
-            trim_metrics(run_dir, step)  # what the stopped run logged after this checkpoint is done again
+            trim_metrics(run.path, progress.step)  # what the stopped run logged after this checkpoint is done again
     elif d.is_main:
-        run.create(cfg, tokenizer, overwrite)
+        run.create(parts.cfg, parts.data.tokenizer, overwrite)
         run.lock()
-
     barrier(d)  # the run directory exists before any rank writes to it
+    return progress
 
-    model: nn.Module = raw_model
-    if tc.compile:
+
+def evaluate(parts: Parts, model: nn.Module, d: Dist, autocast) -> float:
+    """Mean validation loss per target token, over every rank's share of the split."""
+    cfg, tc = parts.cfg, parts.cfg.train
+    # a masked LM is scored on the same masks at every evaluation, so its losses compare
+    masker = parts.masker(tc.seed + 3 + d.rank) if parts.masker else None
+    loss_sum, count = sum_loss(model, parts.data.split("val"), cfg.model.block_size, tc.eval_batch_size, d.device,
+                               autocast, tc.eval_max_windows, d.rank, d.world_size,
+                               recurrent=parts.raw_model.recurrent, masker=masker)
+    totals = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device), d)
+    return (totals[0] / totals[1]).item()
+
+
+def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss: float | None,
+               elapsed_s: float) -> None:
+    """Save the step; every rank's loader and RNG state is gathered so that a DDP run resumes exactly too."""
+    per_rank = [{"loader": parts.loader.state_dict(), "rng": capture_rng(), "carried": progress.carried}]
+    if d.enabled:
+        gathered: list = [None] * d.world_size
+        torch.distributed.all_gather_object(gathered, per_rank[0])
+        per_rank = gathered
+    if d.is_main:
+        save_checkpoint(run.path, progress.step, parts.raw_model, parts.optimizer, {
+            "val_loss": val_loss, "best_val_loss": progress.best, "evals_since_best": progress.evals_since_best,
+            "elapsed_s": elapsed_s, "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
+        }, parts.cfg.train.keep_last,
+            carried=[r["carried"] for r in per_rank] if parts.raw_model.recurrent else None)
+    barrier(d)
+
+
+def wrap(raw_model: nn.Module, cfg: Config, d: Dist) -> nn.Module:
+    """The model the steps call: compiled if asked, under DDP with several processes."""
+    model = raw_model
+    if cfg.train.compile:
         model = torch.compile(model)
     if d.enabled:
         model = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    return model
+
+
+def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, show_progress: bool) -> TrainResult:
+    started = time.perf_counter()
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    run.check_start(resume, overwrite)
+    cfg, data = load_data(cfg, d, show_progress)
+    parts = build_parts(cfg, data, d)
+    at = start_or_resume(run, parts, d, resume, overwrite)
+    tc, raw_model = cfg.train, parts.raw_model
+
+    model = wrap(raw_model, cfg, d)
     autocast = _autocast(cfg, d.device)
-    log = RunLogger(run_dir, tc.max_steps, step, d.is_main, tc.tensorboard, progress)
+    log = RunLogger(run.path, tc.max_steps, at.step, d.is_main, tc.tensorboard, show_progress)
     flops_per_token = raw_model.flops_per_token()
-
-    def evaluate() -> float:
-        # a masked LM is scored on the same masks at every evaluation, so its losses compare
-        loss_sum, count = sum_loss(model, val, cfg.model.block_size, tc.eval_batch_size, d.device, autocast,
-                                   tc.eval_max_windows, d.rank, d.world_size, recurrent=recurrent,
-                                   masker=masker(tc.seed + 3 + d.rank) if masked else None)
-        totals = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device), d)
-        return (totals[0] / totals[1]).item()
-
-    def checkpoint(val_loss: float | None) -> None:
-        # every rank's loader and RNG state is gathered so a DDP run resumes exactly too
-        per_rank = [{"loader": loader.state_dict(), "rng": capture_rng(), "carried": carried}]
-        if d.enabled:
-            gathered: list = [None] * d.world_size
-            torch.distributed.all_gather_object(gathered, per_rank[0])
-            per_rank = gathered
-        if d.is_main:
-            save_checkpoint(run_dir, step, raw_model, optimizer, {
-                "val_loss": val_loss, "best_val_loss": best, "evals_since_best": evals_since_best,
-                "elapsed_s": elapsed_before + time.perf_counter() - started,
-                "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
-            }, tc.keep_last, carried=[r["carried"] for r in per_rank] if recurrent else None)
-        barrier(d)
-
+    masked = raw_model.objective == "masked"
     # a recurrent model zeroes the state of rows whose document ended, when asked to
-    reset_id = data.tokenizer.eod_id if recurrent and cfg.model.reset_state_at_eod else None
+    reset_id = data.tokenizer.eod_id if raw_model.recurrent and cfg.model.reset_state_at_eod else None
+
+    def elapsed() -> float:
+        return at.elapsed_before + time.perf_counter() - started
+
     val_loss = None
     throughput = Throughput()
     tokens_per_s = 0.0
     stop = False
     model.train()
-    while step < tc.max_steps and not stop:
-        lr = lr_at(step, cfg.optimizer.lr, cfg.schedule, tc.max_steps)
-        set_lr(optimizer, lr)
+    while at.step < tc.max_steps and not stop:
+        lr = lr_at(at.step, cfg.optimizer.lr, cfg.schedule, tc.max_steps)
+        set_lr(parts.optimizer, lr)
 
-        done = _optimizer_step(cfg, d, model, raw_model, optimizer, loader, batch_rows(step, tc), carried, autocast,
-                               masked, reset_id)
-        carried = done.carried
-        step += 1
+        done = _optimizer_step(cfg, d, model, raw_model, parts.optimizer, parts.loader, batch_rows(at.step, tc),
+                               at.carried, autocast, masked, reset_id)
+        at.carried = done.carried
+        at.step += 1
+        step = at.step
         throughput.add(done.tokens)
 
         if step % tc.log_interval == 0 or step == tc.max_steps:
@@ -256,32 +309,31 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, pro
         else:
             log.advance()
 
-        out_of_time = tc.time_budget_s is not None and time.perf_counter() - started + elapsed_before >= tc.time_budget_s
+        out_of_time = tc.time_budget_s is not None and elapsed() >= tc.time_budget_s
         final = step == tc.max_steps or out_of_time
         if step % tc.eval_interval == 0 or final:
-            val_loss = evaluate()
-            if best is None or val_loss < best - tc.early_stopping_min_delta:
-                best, evals_since_best = val_loss, 0
+            val_loss = evaluate(parts, model, d, autocast)
+            if at.best is None or val_loss < at.best - tc.early_stopping_min_delta:
+                at.best, at.evals_since_best = val_loss, 0
             else:
-                evals_since_best += 1
-            log.log(step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 700.0)),
-                    elapsed_s=elapsed_before + time.perf_counter() - started)
+                at.evals_since_best += 1
+            log.log(step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 700.0)), elapsed_s=elapsed())
             log.write(f"step {step}: val loss {val_loss:.4f}")
-            stopped_early = tc.early_stopping_patience is not None and evals_since_best >= tc.early_stopping_patience
+            stopped_early = (tc.early_stopping_patience is not None
+                             and at.evals_since_best >= tc.early_stopping_patience)
             if stopped_early:
-                log.write(f"early stopping: no better validation loss in {evals_since_best} evaluations")
+                log.write(f"early stopping: no better validation loss in {at.evals_since_best} evaluations")
             stop = final or stopped_early
             if tc.checkpoint_interval is None or stop:
-                checkpoint(val_loss)
+                checkpoint(run, parts, at, d, val_loss, elapsed())
             throughput.skip_time()
         if tc.checkpoint_interval is not None and step % tc.checkpoint_interval == 0 and not stop:
-            checkpoint(val_loss if step % tc.eval_interval == 0 else None)
+            checkpoint(run, parts, at, d, val_loss if step % tc.eval_interval == 0 else None, elapsed())
 
-    log.log(step, peak_memory_mib=peak_memory_mib(d.device))
+    log.log(at.step, peak_memory_mib=peak_memory_mib(d.device))
     samples: list[str] = []
     if d.is_main and cfg.sample.num_samples and not masked:  # an encoder does not generate text
-        samples = sample_texts(raw_model, tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
-        atomic_write_text(run_dir / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
+        samples = sample_texts(raw_model, data.tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
+        atomic_write_text(run.path / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
     log.close()
-    return TrainResult(run_dir, step, val_loss, best, tokens_per_s,
-                       elapsed_before + time.perf_counter() - started, samples)
+    return TrainResult(run.path, at.step, val_loss, at.best, tokens_per_s, elapsed(), samples)
