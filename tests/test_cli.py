@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from lmforge.cli import app
@@ -162,3 +163,35 @@ def test_the_python_twin_of_eval_gives_what_eval_prints(trained):
         {k: v for k, v in json.loads(out).items() if k not in drop}
     with pytest.raises(ConfigError, match="--device 'tpu'"):
         evaluate(trained, device="tpu")
+
+
+def test_eval_takes_the_runs_eval_settings_unless_an_option_changes_one(trained):
+    from lmforge.eval import evaluate
+
+    drop = {"seconds", "tokens_per_s"}
+    strided = {k: v for k, v in evaluate(trained, stride=4).items() if k not in drop}
+    saved = yaml.safe_load((trained / "config.yaml").read_text())
+    saved["eval"].update(stride=4, metrics=True)
+    (trained / "config.yaml").write_text(yaml.safe_dump(saved))
+    code, out, _ = run("eval", trained, "--json", "--no-metrics")
+    assert code == 0 and {k: v for k, v in json.loads(out).items() if k not in drop} == strided
+    assert "generation" in json.loads(run("eval", trained, "--json", "--samples", 2)[1])
+    assert_one_line_error(*run("eval", trained, "--samples", 0)[::2], "eval.samples")
+    with pytest.raises(ConfigError, match="eval.batch_size"):
+        evaluate(trained, batch_size=0)
+
+
+def test_every_option_made_from_a_config_field_has_its_description_as_help():
+    from typer.main import get_command
+
+    from lmforge.config import AugmentConfig, EvalConfig, SampleConfig
+
+    commands = get_command(app).commands
+    checked = 0
+    for verb, section in [("eval", EvalConfig), ("generate", SampleConfig), ("augment", AugmentConfig)]:
+        for param in commands[verb].params:
+            if param.name in section.model_fields:
+                assert param.help.startswith(section.model_fields[param.name].description + " (default: "), (verb, param.name)
+                assert param.default is None, (verb, param.name)  # left out = the run's or the section's value
+                checked += 1
+    assert checked == 6 + 6 + 8

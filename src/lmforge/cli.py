@@ -13,7 +13,8 @@ from typing import Callable, List, Optional
 
 import typer
 
-from lmforge.errors import ConfigError, LmforgeError
+from lmforge.config import AugmentConfig, EvalConfig, SampleConfig
+from lmforge.errors import LmforgeError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Raw text to a trained, evaluated language model.")
@@ -128,18 +129,30 @@ def bakeoff(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = 
     typer.echo((out_dir / "bakeoff.md").read_text())
 
 
+def field_option(section: type, name: str, flag: str, run_key: str | None = None, **kwargs):
+    """An option for the config field `section.name`, its help the field's description, so that the CLI cannot
+    contradict the config. Left out it is None: the run's own `<run_key>.<name>` for a verb that takes a run,
+    else the field's default."""
+    spec = section.model_fields[name]
+    if run_key:
+        default = f"the run's {run_key}.{name}"
+    else:
+        default = "empty" if spec.default is None else str(spec.default).lower() if isinstance(spec.default, bool) else spec.default
+    return typer.Option(None, flag, show_default=False, **kwargs, help=f"{spec.description} (default: {default})")
+
+
 @app.command("eval")
 @one_line_errors
 def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
           data: Optional[Path] = typer.Option(None, "--data", help="a text file to evaluate on (default: the validation split)"),
           split: str = typer.Option("val", "--split", help="the split of the run's prepared data: val, test (when data.test_path is set) or train"),
           checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N"),
-          batch_size: Optional[int] = typer.Option(None, "--batch-size", help="windows per forward pass"),
-          stride: Optional[int] = typer.Option(None, "--stride", min=1, help="sliding windows every this many tokens, each scoring only what the previous one did not (default: non-overlapping windows)"),
-          metrics: bool = typer.Option(False, "--metrics", help="also the predictive entropy, and generation metrics: continuations of prompts from the text scored against the true ones"),
-          samples: int = typer.Option(16, "--samples", min=1, help="prompts for the generation metrics"),
-          device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda"),
-          dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU, as training), float32 or bfloat16 (bf16 autocast: faster, a little less exact)"),
+          batch_size: Optional[int] = field_option(EvalConfig, "batch_size", "--batch-size", "eval"),
+          stride: Optional[int] = field_option(EvalConfig, "stride", "--stride", "eval"),
+          metrics: Optional[bool] = field_option(EvalConfig, "metrics", "--metrics/--no-metrics", "eval"),
+          samples: Optional[int] = field_option(EvalConfig, "samples", "--samples", "eval"),
+          device: Optional[str] = field_option(EvalConfig, "device", "--device", "eval"),
+          dtype: Optional[str] = field_option(EvalConfig, "dtype", "--dtype", "eval"),
           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Loss, perplexity per token and per word, bits per byte and per character of a trained run; on a
     fine-tuned run (lmforge finetune), its task metrics on --data or the recipe's val_path."""
@@ -157,7 +170,7 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(format_lm(result))
-    if metrics:
+    if "generation" in result:
         from lmforge.eval.generation import format_generation
 
         typer.echo(format_generation(result["generation"]))
@@ -216,32 +229,21 @@ def predict(run_dir: Path = typer.Argument(..., help="a fine-tuned run directory
         typer.echo(f"wrote {output}", err=True)
 
 
-def sample_option(name: str, flag: str, **kwargs):
-    """A generate option for SampleConfig's field `name`: its help is the field's description, and left out it
-    keeps the run's own `sample.<name>`, so the CLI cannot contradict the config."""
-    from lmforge.config import SampleConfig
-
-    return typer.Option(None, flag, show_default=False, **kwargs,
-                        help=f"{SampleConfig.model_fields[name].description} (default: the run's sample.{name})")
-
-
 @app.command()
 @one_line_errors
 def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
-             prompt: Optional[str] = sample_option("prompt", "--prompt"),
-             max_new_tokens: Optional[int] = sample_option("max_new_tokens", "--max-new-tokens"),
-             temperature: Optional[float] = sample_option("temperature", "--temperature"),
-             top_k: Optional[int] = sample_option("top_k", "--top-k"),
-             top_p: Optional[float] = sample_option("top_p", "--top-p"),
-             num_samples: Optional[int] = sample_option("num_samples", "--num-samples"),
+             prompt: Optional[str] = field_option(SampleConfig, "prompt", "--prompt", "sample"),
+             max_new_tokens: Optional[int] = field_option(SampleConfig, "max_new_tokens", "--max-new-tokens", "sample"),
+             temperature: Optional[float] = field_option(SampleConfig, "temperature", "--temperature", "sample"),
+             top_k: Optional[int] = field_option(SampleConfig, "top_k", "--top-k", "sample"),
+             top_p: Optional[float] = field_option(SampleConfig, "top_p", "--top-p", "sample"),
+             num_samples: Optional[int] = field_option(SampleConfig, "num_samples", "--num-samples", "sample"),
              seed: Optional[int] = typer.Option(None, "--seed", show_default=False, help="seeds the sampling (default: the run's train.seed)"),
              device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda"),
              checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N")) -> None:
     """Sample text from a trained run, with the run's own sampling settings unless a flag changes one; samples
     are separated by a line `---`, as in samples.txt."""
-    from pydantic import ValidationError
-
-    from lmforge.config import SampleConfig, _one_line
+    from lmforge.config import validate_section
     from lmforge.generate import sample_texts
     from lmforge.run import load_run
 
@@ -254,11 +256,8 @@ def generate(run_dir: Path = typer.Argument(..., help="a run directory"),
                            f"lmforge augment --method mask --model {run_dir})")
     given = {"prompt": prompt, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
              "top_p": top_p, "num_samples": num_samples}
-    try:
-        sample_cfg = SampleConfig.model_validate({**run.config.sample.model_dump(),
-                                                  **{k: v for k, v in given.items() if v is not None}})
-    except ValidationError as e:
-        raise ConfigError(_one_line(e, "sample").replace("sample: ", "sample.", 1)) from None
+    sample_cfg = validate_section(SampleConfig, {**run.config.sample.model_dump(),
+                                                 **{k: v for k, v in given.items() if v is not None}}, "sample")
     texts = sample_texts(run.model, run.tokenizer, sample_cfg, run.config.model.block_size, device,
                          seed=run.config.train.seed if seed is None else seed)
     typer.echo("\n\n---\n\n".join(texts))
@@ -419,18 +418,17 @@ def augment_(source: str = SourceArg,
                                            "which carry the original's fields, augmented_from and augment_method; the report goes beside it"),
              overrides: Optional[List[str]] = typer.Argument(None, show_default=False, help="overrides of the augment section "
                                                              "(alpha=0.2, summary=lead, top_k=5) or of data (data.field=sentence)"),
-             method: Optional[str] = typer.Option(None, "--method", help="backtranslate, summarize, mask, eda or noise (default eda)"),
-             model: Optional[str] = typer.Option(None, "--model", help="backtranslate: source-to-pivot seq2seq folder; summarize: abstractive seq2seq folder; mask: masked-LM folder or lmforge encoder run"),
-             back_model: Optional[str] = typer.Option(None, "--back-model", help="backtranslate: pivot-to-source seq2seq folder"),
-             copies: Optional[int] = typer.Option(None, "--copies", min=1, help="copies per augmented example (default 1)"),
-             fraction: Optional[float] = typer.Option(None, "--fraction", min=0.0, max=1.0, help="share of training examples augmented (default 1)"),
-             seed: Optional[int] = typer.Option(None, "--seed", help="seeds every choice (default 0)"),
-             val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="share of examples held out, never augmented, in <stem>.val.jsonl"),
-             test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="share held out in <stem>.test.jsonl"),
+             method: Optional[str] = field_option(AugmentConfig, "method", "--method"),
+             model: Optional[str] = field_option(AugmentConfig, "model", "--model"),
+             back_model: Optional[str] = field_option(AugmentConfig, "back_model", "--back-model"),
+             copies: Optional[int] = field_option(AugmentConfig, "copies", "--copies"),
+             fraction: Optional[float] = field_option(AugmentConfig, "fraction", "--fraction"),
+             seed: Optional[int] = field_option(AugmentConfig, "seed", "--seed"),
+             val_fraction: Optional[float] = field_option(AugmentConfig, "val_fraction", "--val-fraction"),
+             test_fraction: Optional[float] = field_option(AugmentConfig, "test_fraction", "--test-fraction"),
              no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Augment a corpus with synthetic copies of its examples (see docs/augmentation.md); writes a report."""
     from lmforge.augment import augment as run_augment
-    from lmforge.config import AugmentConfig
 
     options = {"method": method, "model": model, "back_model": back_model, "copies": copies, "fraction": fraction,
                "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +20,9 @@ from lmforge.errors import ConfigError
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+SectionT = TypeVar("SectionT", bound=Section)
 
 
 class DataConfig(Section):
@@ -207,7 +210,13 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    batch_size: int = Field(32, ge=1, description="windows per forward pass in lmforge eval")
+    """How `lmforge eval` scores the run by default; each field is also an eval option that overrides it."""
+    batch_size: int = Field(32, ge=1, description="windows (task runs: examples) per forward pass")
+    stride: int | None = Field(None, ge=1, description="sliding windows every this many tokens, each scoring only what the previous one did not; empty = non-overlapping windows")
+    metrics: bool = Field(False, description="also the predictive entropy, and generation metrics: continuations of prompts from the text scored against the true ones")
+    samples: int = Field(16, ge=1, description="prompts for the generation metrics")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA when available), cpu or cuda")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto (bfloat16 on CUDA, float32 on CPU, as training), float32 or bfloat16 (bf16 autocast: faster, a little less exact)")
 
 
 class SampleConfig(Section):
@@ -323,8 +332,8 @@ class AugmentConfig(Section):
     keep_originals: bool = Field(True, description="write the original examples too (false: only the copies)")
     seed: int = Field(0, description="seeds which examples are chosen, every random edit and sampling, and the split")
     id_field: str = Field("id", description="the field holding an example's id; absent = its position in the input (0-based), written to that field")
-    val_fraction: float = Field(0.0, ge=0, lt=1, description="share of examples written, never augmented, to the val split (by a hash of the text, so duplicates share a split)")
-    test_fraction: float = Field(0.0, ge=0, lt=1, description="share of examples written, never augmented, to the test split")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="share of examples written, never augmented, to the val split, <output stem>.val.jsonl (by a hash of the text, so duplicates share a split)")
+    test_fraction: float = Field(0.0, ge=0, lt=1, description="share of examples written, never augmented, to the test split, <output stem>.test.jsonl")
     max_chars: int = Field(100_000, ge=1000, description="longer documents are written as they are, not augmented (counted)")
     alpha: float = Field(0.1, gt=0, le=1, description="eda, noise, mask: share of a text's words changed (at least one)")
     eda_ops: list[EdaOp] = Field(["synonym", "insert", "swap", "delete"], min_length=1, description="eda: the operations a copy draws one of (synonym and insert need WordNet)")
@@ -465,10 +474,11 @@ class Config(Section):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _one_line(err: ValidationError, source: str) -> str:
+def _one_line(err: ValidationError, source: str, section: str | None = None) -> str:
+    """`source: where: what; ...`, or `section.field: what` for the errors of one section."""
     parts = []
     for e in err.errors():
-        loc = list(e["loc"])
+        loc = ([section] if section else []) + list(e["loc"])
         if loc[:1] == ["model"] and len(loc) > 1 and loc[1] in ARCHITECTURES:
             del loc[1]  # pydantic names the union member; the user wrote model.<field>
         where = ".".join(str(p) for p in loc) or "config"
@@ -478,7 +488,16 @@ def _one_line(err: ValidationError, source: str) -> str:
         elif e["type"] == "union_tag_invalid":
             where, msg = "model.arch", f"unknown architecture {e['input'].get('arch')!r} (known: {', '.join(ARCHITECTURES)})"
         parts.append(f"{where}: {msg}")
-    return f"{source}: " + "; ".join(parts)
+    return ("" if section else f"{source}: ") + "; ".join(parts)
+
+
+def validate_section(cls: type[SectionT], values: dict, section: str) -> SectionT:
+    """One section from plain values (a run's saved settings with a command's options on top); a bad value is
+    one line naming `section.field`."""
+    try:
+        return cls.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, section, section)) from None
 
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from lmforge.config import EvalConfig, validate_section
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.eval.generation import generation_metrics
 from lmforge.eval.lm import eval_tokens, evaluate_run
@@ -33,22 +34,37 @@ def resolve_dtype(name: str, device: str) -> str:
     return ("bfloat16" if device == "cuda" else "float32") if name == "auto" else name
 
 
+def eval_settings(saved: EvalConfig, **given) -> EvalConfig:
+    """The run's eval section with the given options (None = keep the run's) on top; device and dtype are checked
+    first, so that a bad one is named as the option it came from."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if "device" in given:
+        resolve_device(given["device"])
+    if "dtype" in given:
+        resolve_dtype(given["dtype"], "cpu")
+    return validate_section(EvalConfig, {**saved.model_dump(), **given}, "eval")
+
+
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str = "val", checkpoint: str = "last",
-             batch_size: int | None = None, stride: int | None = None, metrics: bool = False, samples: int = 16,
-             device: str = "auto", dtype: str = "auto") -> dict:
+             batch_size: int | None = None, stride: int | None = None, metrics: bool | None = None,
+             samples: int | None = None, device: str | None = None, dtype: str | None = None) -> dict:
     """Metrics of the run in `run_dir` (checkpoint last, best or step-N) on `data` or on a split of its own
-    data; batch_size None is the run's eval.batch_size (32 for a task run)."""
+    data. An option left None is the run's own eval.<option> (config.py's EvalConfig)."""
     run_dir = Path(run_dir)
+    options = dict(batch_size=batch_size, stride=stride, metrics=metrics, samples=samples, device=device,
+                   dtype=dtype)
     if RunDir(run_dir).kind == "task":
-        return evaluate_task_run(run_dir, data, checkpoint, batch_size or 32)
+        settings = eval_settings(RunDir(run_dir).config().eval, **options)
+        return evaluate_task_run(run_dir, data, checkpoint, settings.batch_size)
     run = load_run(run_dir, checkpoint)
-    if metrics and run.model.objective == "masked":
+    settings = eval_settings(run.config.eval, **options)
+    if settings.metrics and run.model.objective == "masked":
         raise LmforgeError(f"{run_dir}: --metrics scores generated text; a masked-LM encoder does not generate")
     data_file = str(data) if data else None
-    device = resolve_device(device)
-    result = evaluate_run(run, data_file, batch_size or run.config.eval.batch_size, device, split=split,
-                          stride=stride, entropy=metrics, dtype=resolve_dtype(dtype, device))
-    if metrics:
-        result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], samples,
+    device_name = resolve_device(settings.device)
+    result = evaluate_run(run, data_file, settings.batch_size, device_name, split=split, stride=settings.stride,
+                          entropy=settings.metrics, dtype=resolve_dtype(settings.dtype, device_name))
+    if settings.metrics:
+        result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], settings.samples,
                                                   device=result["device"])
     return result
