@@ -53,3 +53,15 @@ def test_checkpoint_names(tmp_path):
     assert run.checkpoint().name == "step-20" and run.checkpoint("best").name == "step-10"
     with pytest.raises(CheckpointError, match="no checkpoint 'step-5'"):
         run.checkpoint("step-5")
+
+
+def test_overwriting_a_run_keeps_the_writers_lock(tmp_path):
+    writer = RunDir(tmp_path / "r")
+    writer.lock()
+    writer.create(load_config(None))
+    (tmp_path / "r" / "metrics.jsonl").write_text("{}\n")
+    writer.create(load_config(None), overwrite=True)
+    assert (tmp_path / "r" / ".lock").is_file() and not (tmp_path / "r" / "metrics.jsonl").exists()
+    with pytest.raises(CheckpointError, match="another process is writing"):
+        RunDir(tmp_path / "r").lock()
+    writer.unlock()

@@ -39,6 +39,7 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock: int | None = None
+        self._made = False  # whether lock() made the directory
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -78,9 +79,15 @@ class RunDir:
 
     def create(self, cfg: Config, tokenizer: Tokenizer | None = None, overwrite: bool = False) -> None:
         """An empty run directory with the resolved config (and the tokenizer) saved; `overwrite` first removes
-        what was there."""
+        what was there but the `.lock`, so that a writer takes the lock first and keeps it across the reset."""
         if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
+            for child in self.path.iterdir():
+                if child.name == ".lock":
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.config_path)
         if tokenizer is not None:
@@ -94,7 +101,9 @@ class RunDir:
 
     def lock(self) -> None:
         """Hold `.lock` (an exclusive advisory lock, released when the process ends or `unlock` is called), so
-        that a second process writing the same run fails at once instead of interleaving checkpoints."""
+        that a second process writing the same run fails at once instead of interleaving checkpoints. A
+        directory made for the lock is removed again by `unlock` if nothing else was written to it."""
+        made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -104,13 +113,17 @@ class RunDir:
             raise CheckpointError(f"{self.path}: another process is writing this run (its .lock is held)") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock = fd
+        self._lock, self._made = fd, made
 
     def unlock(self) -> None:
-        if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            os.close(self._lock)
-            self._lock = None
+        if self._lock is None:
+            return
+        if self._made and [p.name for p in self.path.iterdir()] == [".lock"]:
+            (self.path / ".lock").unlink()  # a run that failed before it wrote anything leaves no directory
+            self.path.rmdir()
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        os.close(self._lock)
+        self._lock = None
 
     # -- reading -----------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from lmforge.finetune.heads import ClassificationHead, TaskModel
 from lmforge.finetune.lora import add_lora, merged_copy
 from lmforge.finetune.predict import predict_file
 from lmforge.finetune.task import evaluate_task_run, load_task_run
-from lmforge.run import load_run
+from lmforge.run import RunDir, load_run
 from lmforge.train.checkpoint import list_checkpoints
 
 FAST = ["train.num_threads=1", "train.tensorboard=false", "train.log_interval=1", "finetune.head_dropout=0", "schedule.name=constant",
@@ -279,6 +279,31 @@ def test_resume_after_an_epoch_continues_bit_for_bit(tiny_bert, sentiment_tsv, t
                 for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
 
     assert records("stopped") == records("whole")
+
+
+def test_a_run_another_process_is_writing_is_refused_and_left_as_it_was(tiny_bert, sentiment_tsv, tmp_path):
+    from typer.testing import CliRunner
+
+    from lmforge.cli import app
+    from lmforge.errors import CheckpointError
+
+    cfg = config(tiny_bert, sentiment_tsv(n=8), "finetune.text_column=sentence", "finetune.epochs=1")
+    recipe.finetune(cfg, tmp_path / "run", progress=False)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
+    writer = RunDir(tmp_path / "run")
+    writer.lock()  # as another finetune of this directory would
+    for kwargs in ({"resume": True}, {"overwrite": True}):
+        with pytest.raises(CheckpointError, match="another process is writing this run"):
+            recipe.finetune(cfg, tmp_path / "run", progress=False, **kwargs)
+    result = CliRunner().invoke(app, ["finetune", "--resume", str(tmp_path / "run"), "finetune.epochs=2",
+                                      "--no-progress"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and ".lock is held" in result.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"} == before
+    writer.unlock()
+    assert recipe.finetune(cfg, tmp_path / "run", overwrite=True, progress=False).step == 1
+    with pytest.raises(DataError):  # a new run that fails on its input leaves no directory behind
+        recipe.finetune(config(tiny_bert, tmp_path / "missing.tsv"), tmp_path / "new", progress=False)
+    assert not (tmp_path / "new").exists()
 
 
 def test_resume_refuses_a_run_without_checkpoints_and_a_lora_run(tiny_bert, sentiment_tsv, tmp_path):

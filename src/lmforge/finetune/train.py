@@ -100,10 +100,10 @@ def set_trainable(groups: list[list[nn.Parameter]], trainable: set[int], n_unfro
             p.requires_grad_(index >= first and id(p) in trainable)
 
 
-def _check_run_dir(run_dir: Path, fc: FinetuneConfig, resume: bool, overwrite: bool) -> None:
-    RunDir(run_dir).check_start(resume, overwrite)
+def _check_run_dir(run: RunDir, fc: FinetuneConfig, resume: bool, overwrite: bool) -> None:
+    run.check_start(resume, overwrite)
     if resume and fc.lora is not None:
-        raise CheckpointError(f"{run_dir}: a LoRA run cannot resume: its checkpoints hold the merged weights, "
+        raise CheckpointError(f"{run.path}: a LoRA run cannot resume: its checkpoints hold the merged weights, "
                               "not the adapters")
 
 
@@ -111,12 +111,21 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
              progress: bool = True) -> FinetuneResult:
     """Fine-tune `cfg.finetune.backbone` on the task into `run_dir` (default runs/<name>); with resume,
     continue from its last checkpoint (the end of an epoch) as if the run had not stopped."""
+    if cfg.finetune is None:
+        raise ConfigError("finetune: the recipe has no finetune section (task, backbone, train_path)")
+    run = RunDir(run_dir or Path("runs") / cfg.name)
+    try:
+        return _finetune(cfg, run, resume, overwrite, progress)
+    finally:
+        run.unlock()
+
+
+def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress: bool) -> FinetuneResult:
     started = time.perf_counter()
     fc = cfg.finetune
-    if fc is None:
-        raise ConfigError("finetune: the recipe has no finetune section (task, backbone, train_path)")
-    run_dir = Path(run_dir or Path("runs") / cfg.name)
-    _check_run_dir(run_dir, fc, resume, overwrite)
+    run_dir = run.path
+    _check_run_dir(run, fc, resume, overwrite)
+    run.lock()  # before the backbone and any augmentation are loaded, so that a second writer fails at once
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -174,7 +183,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
 
     step, start_epoch, metrics = 0, 0, None
     if resume:
-        ckpt = RunDir(run_dir).checkpoint("last")
+        ckpt = run.checkpoint("last")
         load_weights(model.backbone.lm if fc.task == "lm" else model, ckpt, device)
         state = load_training_state(ckpt, optimizer)
         if "rng" in state:  # checkpoints written before it was saved resume with a fresh dropout stream
@@ -185,7 +194,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
         saved = cfg.model_copy(deep=True)
         if isinstance(backbone, LmforgeBackbone):
             saved.model = backbone.lm.config  # so the run rebuilds the backbone's shape (and load_run reads a task lm run)
-        RunDir(run_dir).create(saved, overwrite=overwrite)
+        run.create(saved, overwrite=overwrite)
         if augmented is not None:
             augmented.keep(run_dir)
         save_backbone_files(backbone, run_dir)

@@ -213,8 +213,8 @@ def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite:
             run.lock()
             trim_metrics(run.path, progress.step)  # what the stopped run logged after this checkpoint is done again
     elif d.is_main:
-        run.create(parts.cfg, parts.data.tokenizer, overwrite)
         run.lock()
+        run.create(parts.cfg, parts.data.tokenizer, overwrite)
     barrier(d)  # the run directory exists before any rank writes to it
     return progress
 
