@@ -19,6 +19,8 @@ from lmforge.errors import DataError
 class RandomWindows:
     """Random (x, y) windows of block_size tokens; y is x shifted by one."""
 
+    new_pass = False  # random windows carry no state between batches, so there is none to reset
+
     def __init__(self, segments: list[np.ndarray], block_size: int, micro_batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1):
         self.segments = [s for s in segments if len(s) > block_size]

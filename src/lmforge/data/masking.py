@@ -69,6 +69,10 @@ class MaskedWindows:
     def __init__(self, loader, masker: MaskedLM):
         self.loader, self.masker = loader, masker
 
+    @property
+    def new_pass(self) -> bool:
+        return self.loader.new_pass
+
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, _ = self.loader.next_batch()
         return self.masker(x)

@@ -97,7 +97,7 @@ def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module
     for _ in range(cfg.train.grad_accum_steps):
         x, y = loader.next_batch()
         # the loader still draws whole batches, so its position (and exact resume) is unchanged
-        batches.append((x[:rows], y[:rows], getattr(loader, "new_pass", False)))
+        batches.append((x[:rows], y[:rows], loader.new_pass))
     local_tokens = sum(int((y != IGNORE).sum()) if masked else y.numel() for _, y, _ in batches)
     n_tokens = all_reduce_sum(torch.tensor(local_tokens, dtype=torch.float64, device=d.device), d).item()
     step_loss = torch.zeros((), device=d.device)
