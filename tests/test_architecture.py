@@ -20,14 +20,14 @@ FLOORS = {
     2: ["lmforge.run", "lmforge.data", "lmforge.text", "lmforge.augment", "lmforge.generate"],
     3: ["lmforge.prepare", "lmforge.eval.lm", "lmforge.eval.generation",
         "lmforge.finetune.backbones", "lmforge.finetune.heads", "lmforge.finetune.lora", "lmforge.finetune.data",
-        "lmforge.finetune.task"],
+        "lmforge.finetune.task", "lmforge.report"],
     4: ["lmforge.train.trainer", "lmforge.finetune.train", "lmforge.finetune.predict", "lmforge.eval.recipe",
         "lmforge.bakeoff", "lmforge.export"],
     5: ["lmforge.cli", "lmforge.__main__"],
 }
 RECIPES = 4
 PACKAGES = ["lmforge", "lmforge.train", "lmforge.finetune", "lmforge.eval", "lmforge.data", "lmforge.text",
-            "lmforge.augment", "lmforge.models"]
+            "lmforge.augment", "lmforge.models", "lmforge.report"]
 
 
 def floor_of(module: str) -> int | None:

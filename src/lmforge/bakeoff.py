@@ -3,8 +3,8 @@
 Each model trains in its own process (so its peak memory is its own), from the recipe with `model`
 replaced by that family's defaults (the recipe's own model is used for its family). A wall-clock budget is
 turned into a step count by timing a short probe run, so every learning-rate schedule still completes;
-the budget is also a hard stop. Results: bakeoff.md, bakeoff.json and bakeoff.png (validation loss against
-wall time) in the output directory.
+the budget is also a hard stop. Results: bakeoff.md, bakeoff.json, bakeoff.png (validation loss against
+wall time) and report.html (lmforge report: the table and every family's curves) in the output directory.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from lmforge.config import Config, save_config
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.io import atomic_path, atomic_write_json, atomic_write_text
+from lmforge.report import write_report
 from lmforge.models import family_section
 
 FAMILIES = ("ffnn", "rnn", "lstm", "gru", "gpt")
@@ -133,6 +134,7 @@ def bakeoff(cfg: Config, families: list[str], budget: Budget, out_dir: str | Pat
         atomic_write_json(finished, {"key": key, "row": row})
         rows.append(row)
     _write_reports(rows, cfg, budget, out_dir)
+    write_report(out_dir)
     return rows
 
 

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from lmforge.config import AugmentConfig, EvalConfig, SampleConfig
+from lmforge.config import AugmentConfig, EvalConfig, SampleConfig, TrainConfig
 from lmforge.errors import LmforgeError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -63,6 +63,18 @@ def _resume_config(run_dir: Path, recipe: str | None, overrides: list[str] | Non
     return load_config(run_dir / "config.yaml", extra)
 
 
+def field_option(section: type, name: str, flag: str, run_key: str | None = None, **kwargs):
+    """An option for the config field `section.name`, its help the field's description, so that the CLI cannot
+    contradict the config. Left out it is None: the run's own `<run_key>.<name>` for a verb that takes a run,
+    else the field's default."""
+    spec = section.model_fields[name]
+    if run_key:
+        default = f"the run's {run_key}.{name}"
+    else:
+        default = "empty" if spec.default is None else str(spec.default).lower() if isinstance(spec.default, bool) else spec.default
+    return typer.Option(None, flag, show_default=False, **kwargs, help=f"{spec.description} (default: {default})")
+
+
 @config_app.command("show")
 @one_line_errors
 def config_show(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg) -> None:
@@ -93,10 +105,13 @@ def train(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = Ov
           run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where the run goes (default runs/<name>)"),
           resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run directory from its last checkpoint"),
           overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in the run directory"),
+          report_every: Optional[int] = field_option(TrainConfig, "report_every", "--report-every"),
           no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
-    """Train a model; print validation loss and samples at the end."""
+    """Train a model; print validation loss and samples at the end (and write RUN/report.html)."""
     from lmforge.train.trainer import train as run_training
 
+    if report_every is not None:
+        overrides = [*(overrides or []), f"train.report_every={report_every}"]
     if resume is not None:
         result = run_training(_resume_config(resume, recipe, overrides), resume, resume=True,
                               progress=not no_progress)
@@ -127,18 +142,6 @@ def bakeoff(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = 
     run_bakeoff(cfg, [m.strip() for m in models.split(",") if m.strip()], Budget.parse(budget), out_dir,
                 progress=not no_progress, resume=resume)
     typer.echo((out_dir / "bakeoff.md").read_text())
-
-
-def field_option(section: type, name: str, flag: str, run_key: str | None = None, **kwargs):
-    """An option for the config field `section.name`, its help the field's description, so that the CLI cannot
-    contradict the config. Left out it is None: the run's own `<run_key>.<name>` for a verb that takes a run,
-    else the field's default."""
-    spec = section.model_fields[name]
-    if run_key:
-        default = f"the run's {run_key}.{name}"
-    else:
-        default = "empty" if spec.default is None else str(spec.default).lower() if isinstance(spec.default, bool) else spec.default
-    return typer.Option(None, flag, show_default=False, **kwargs, help=f"{spec.description} (default: {default})")
 
 
 @app.command("eval")
@@ -174,6 +177,28 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
         from lmforge.eval.generation import format_generation
 
         typer.echo(format_generation(result["generation"]))
+
+
+@app.command()
+@one_line_errors
+def report(run_dir: Path = typer.Argument(..., help="a run directory: training, fine-tuning or a bake-off's --out"),
+           out: Optional[Path] = typer.Option(None, "--out", help="where the HTML goes (default RUN_DIR/report.html)")) -> None:
+    """One self-contained HTML page of a run: curves, results, samples, checkpoints and config (offline)."""
+    from lmforge.report import write_report
+
+    typer.echo(write_report(run_dir, out))
+
+
+@app.command()
+@one_line_errors
+def compare(run_dirs: List[Path] = typer.Argument(..., help="run directories", show_default=False),
+            metric: str = typer.Option("val_loss", "--metric", help="the logged metric to overlay (loss, val_loss, lr, grad_norm, tokens_per_s, ...)"),
+            x: str = typer.Option("step", "--x", help="x axis: step, time (the run's wall time) or tokens"),
+            out: Path = typer.Option(Path("compare.html"), "--out", help="where the HTML goes")) -> None:
+    """Overlay several runs' curves; a table of their final figures and of the config keys on which they differ."""
+    from lmforge.report import write_compare
+
+    typer.echo(write_compare(run_dirs, out, metric, x))
 
 
 def _print_task_result(result: dict, as_json: bool) -> None:

@@ -206,6 +206,8 @@ class TrainConfig(Section):
     early_stopping_min_delta: float = Field(0.0, ge=0, description="a validation loss must beat the best by more than this to count as better")
     time_budget_s: float | None = Field(None, gt=0, description="stop (with a final evaluation and checkpoint) after this much wall time")
     tensorboard: bool = Field(True, description="write TensorBoard events to the run directory")
+    report: bool = Field(True, description="write report.html (curves, results, samples, config) to the run directory at the end")
+    report_every: int | None = Field(None, ge=1, description="also redraw report.html every this many steps while training; empty = only at the end")
     peak_flops: float = Field(989e12, gt=0, description="accelerator peak FLOP/s for MFU (H100 dense bf16)")
 
 

@@ -1,6 +1,7 @@
 """The run directory, the unit of work: `RunDir` is the one place that knows its layout.
 
-    runs/<name>/  config.yaml  tokenizer.json  metrics.jsonl  tensorboard/  samples.txt
+    runs/<name>/  config.yaml  tokenizer.json  metrics.jsonl  tensorboard/  samples.txt  report.html
+                  evals.jsonl (every evaluation of the run: checkpoint, split, data, result)
                   checkpoints/step-N/{model.safetensors, optimizer.pt, state.json[, carried_state.pt]}
                   task.json (a fine-tuned task run: task, label map, backbone)   backbone/ (an HF backbone's files)
     <out>/        bakeoff.json, bakeoff.md, one run directory per family (a bake-off)
@@ -17,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -156,6 +158,18 @@ class RunDir:
             if p.name == which:
                 return p
         raise CheckpointError(f"{self.path}: no checkpoint {which!r} (have {', '.join(p.name for _, p in ckpts)})")
+
+    def record_eval(self, checkpoint: str, split: str | None, data: str | None, result: dict) -> bool:
+        """Append an evaluation to evals.jsonl (the report shows the newest of each checkpoint, split and
+        data). A run directory that cannot be written to (read-only, say) keeps no record: False."""
+        entry = {"time": round(time.time(), 3), "checkpoint": checkpoint, "split": split, "data": data,
+                 "result": result}
+        try:
+            with open(self.path / "evals.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, default=str) + "\n")  # one write: a reader never sees half a record
+        except OSError:
+            return False
+        return True
 
     def task_info(self) -> dict:
         """task.json of a fine-tuned run: task, labels, backbone kind and source."""

@@ -91,6 +91,11 @@ def test_bakeoff_writes_table_json_and_plot_and_resumes(tiny_config, tmp_path):
     table = (tmp_path / "out/bakeoff.md").read_text()
     assert "| lstm |" in table and json.loads((tmp_path / "out/bakeoff.json").read_text())["models"]
     assert (tmp_path / "out/bakeoff.png").read_bytes()[:4] == b"\x89PNG"
+    report = (tmp_path / "out/report.html").read_text()  # the bake-off's page: table and overlaid curves
+    assert "Bake-off:" in report and all(f'href="{f}/report.html"' in report for f in ("ffnn", "lstm", "gpt"))
+    assert all((tmp_path / "out" / f / "report.html").is_file() for f in ("ffnn", "lstm", "gpt"))
+    data = json.loads(report.split('id="lmforge-data">', 1)[1].split("</script>", 1)[0])
+    assert [line["name"] for line in data["charts"][0]["lines"]] == ["ffnn", "lstm", "gpt"]
     for family in ("ffnn", "lstm", "gpt"):  # each schedule spans the steps its budget allowed
         ran = load_config(tmp_path / "out" / family / "config.yaml")
         assert ran.schedule.decay_steps == ran.train.max_steps == next(r for r in rows if r["model"] == family)["steps"]

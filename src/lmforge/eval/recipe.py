@@ -49,13 +49,16 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
              batch_size: int | None = None, stride: int | None = None, metrics: bool | None = None,
              samples: int | None = None, device: str | None = None, dtype: str | None = None) -> dict:
     """Metrics of the run in `run_dir` (checkpoint last, best or step-N) on `data` or on a split of its own
-    data. An option left None is the run's own eval.<option> (config.py's EvalConfig)."""
+    data. An option left None is the run's own eval.<option> (config.py's EvalConfig). The result is also
+    appended to the run's evals.jsonl, for its report."""
     run_dir = Path(run_dir)
     options = dict(batch_size=batch_size, stride=stride, metrics=metrics, samples=samples, device=device,
                    dtype=dtype)
     if RunDir(run_dir).kind == "task":
         settings = eval_settings(RunDir(run_dir).config().eval, **options)
-        return evaluate_task_run(run_dir, data, checkpoint, settings.batch_size)
+        result = evaluate_task_run(run_dir, data, checkpoint, settings.batch_size)
+        RunDir(run_dir).record_eval(checkpoint, None, result.get("data"), result)
+        return result
     run = load_run(run_dir, checkpoint)
     settings = eval_settings(run.config.eval, **options)
     if settings.metrics and run.model.objective == "masked":
@@ -67,4 +70,5 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
     if settings.metrics:
         result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], settings.samples,
                                                   device=result["device"])
+    RunDir(run_dir).record_eval(checkpoint, split, data_file, result)
     return result

@@ -34,12 +34,13 @@ from lmforge.finetune.data import collate
 from lmforge.finetune.heads import TaskModel, build_head, task_loss
 from lmforge.finetune.task import Task, encode_file, evaluate, headline
 from lmforge.io import atomic_write_json
+from lmforge.report import write_report
 from lmforge.run import RunDir
 from lmforge.train.distributed import pick_device
 from lmforge.train.optim import decay_groups, make_optimizer, set_lr
 from lmforge.train.checkpoint import (capture_rng, load_training_state, load_weights,
                                      restore_rng, save_checkpoint)
-from lmforge.train.logging import RunLogger, Throughput, trim_metrics
+from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
 from lmforge.train.schedules import lr_at
 
 
@@ -182,6 +183,7 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
     total_steps = fc.epochs * steps_per_epoch
 
     step, start_epoch, metrics = 0, 0, None
+    elapsed_before, tokens = 0.0, 0  # tokens: None when resumed from a checkpoint that did not count them
     if resume:
         ckpt = run.checkpoint("last")
         load_weights(model.backbone.lm if fc.task == "lm" else model, ckpt, device)
@@ -189,6 +191,7 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
         if "rng" in state:  # checkpoints written before it was saved resume with a fresh dropout stream
             restore_rng(state["rng"])
         step, start_epoch, metrics = state["step"], state["epoch"], state["metrics"] or None
+        elapsed_before, tokens = state.get("elapsed_s", 0.0), state.get("tokens")
         trim_metrics(run_dir, step)  # what a killed epoch logged after its last checkpoint is redone
     else:
         saved = cfg.model_copy(deep=True)
@@ -214,6 +217,7 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
               + (f"; resuming after epoch {start_epoch} (step {step:,})" if resume else ""))
 
     throughput = Throughput()
+    evaluated = None
     model.train()
     for epoch in range(start_epoch, fc.epochs):
         order = torch.randperm(len(features), generator=torch.Generator().manual_seed(tc.seed + epoch)).tolist()
@@ -225,7 +229,9 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
             batch = collate([features[i] for i in order[start:start + fc.batch_size]], backbone.special.pad,
                             fc.task, fc.multi_label)
             batch = {k: v.to(device) for k, v in batch.items()}
-            throughput.add(int(batch["mask"].sum()))
+            batch_tokens = int(batch["mask"].sum())
+            throughput.add(batch_tokens)
+            tokens = tokens + batch_tokens if tokens is not None else None
             logits = model(batch["ids"], batch["mask"], batch["type_ids"])
             loss = task_loss(fc.task, logits, batch["target"], fc.multi_label)
             loss.backward()
@@ -236,25 +242,35 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
             step += 1
             if step % tc.log_interval == 0 or step == total_steps:
                 tokens_per_s = throughput.rate()
+                rates = {g["layer_group"]: g["lr"] for g in optimizer.param_groups}  # what the optimizer applies
+                lr_groups = [rates.get(g) if g >= len(groups) - n_unfrozen else None for g in range(len(groups))]
+                extra = {"tokens": tokens} if tokens is not None else {}
                 log.log(step, loss=loss.item(), lr=lr, epoch=epoch, unfrozen_groups=n_unfrozen,
-                        tokens_per_s=tokens_per_s)
+                        tokens_per_s=tokens_per_s, lr_groups=lr_groups, memory_mib=peak_memory_mib(device),
+                        elapsed_s=elapsed_before + time.perf_counter() - started, **extra)
                 log.advance(loss.item(), tokens_per_s)
                 throughput.restart()
             else:
                 log.advance()
         metrics = evaluate(task, val_set, fc.batch_size) if val_set is not None else None
         if metrics is not None:
-            log.log(step, val_loss=metrics["loss"], **{k: v for k, v in metrics.items()
-                                                        if isinstance(v, float) and k != "loss"})
+            log.log(step, val_loss=metrics["loss"], elapsed_s=elapsed_before + time.perf_counter() - started,
+                    **{k: v for k, v in metrics.items() if isinstance(v, float) and k != "loss"})
+            evaluated = metrics
             log.write(f"epoch {epoch + 1}: {headline(metrics)}")
             throughput.skip_time()
-        _save(run_dir, step, model, fc, optimizer, epoch, metrics)
+        _save(run_dir, step, model, fc, optimizer, epoch, metrics,
+              {"elapsed_s": elapsed_before + time.perf_counter() - started, "tokens": tokens})
+    if evaluated is not None:  # the last epoch's full result (confusion matrix, per-type F1) for the report
+        run.record_eval("last", None, evaluated.get("data"), evaluated)
     log.close()
+    if tc.report:
+        write_report(run_dir)
     return FinetuneResult(run_dir, step, metrics, time.perf_counter() - started)
 
 
 def _save(run_dir: Path, step: int, model: TaskModel, fc: FinetuneConfig, optimizer: torch.optim.Optimizer,
-          epoch: int, metrics: dict | None) -> None:
+          epoch: int, metrics: dict | None, progress: dict) -> None:
     """A checkpoint of the model as predict loads it: LoRA merged into the weights; for task lm the LM alone."""
     exported: nn.Module = model
     if fc.lora is not None:
@@ -265,5 +281,5 @@ def _save(run_dir: Path, step: int, model: TaskModel, fc: FinetuneConfig, optimi
         exported = exported.backbone.lm
     state = {"epoch": epoch + 1, "val_loss": metrics["loss"] if metrics else None,
              "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
-             "rng": capture_rng()}  # dropout's stream, so a resumed run continues it
+             "rng": capture_rng(), **progress}  # rng: dropout's stream, so a resumed run continues it
     save_checkpoint(run_dir, step, exported, optimizer, state, fc.keep_last)

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from tqdm import tqdm
 
 from lmforge.io import atomic_write_text
@@ -97,3 +99,13 @@ def trim_metrics(run_dir: Path, step: int) -> None:
         if record.get("step", 0) <= step:
             kept.append(line + "\n")
     atomic_write_text(path, "".join(kept))
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA allocations on GPU, resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB

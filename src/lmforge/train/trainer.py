@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,12 @@ from lmforge.io import atomic_write_text
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel
 from lmforge.prepare import ensure_prepared
+from lmforge.report import write_report
 from lmforge.run import RunDir
 from lmforge.train.checkpoint import (capture_rng, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
-from lmforge.train.logging import RunLogger, Throughput, trim_metrics
+from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
 from lmforge.train.schedules import batch_rows, lr_at
 
@@ -61,16 +61,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
     finally:
         run.unlock()
         shutdown(d)
-
-
-def peak_memory_mib(device: torch.device) -> float:
-    """Peak memory of this process so far: CUDA allocations on GPU, resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
 def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
@@ -148,6 +138,7 @@ class Progress:
     best: float | None = None
     evals_since_best: int = 0
     elapsed_before: float = 0.0  # seconds spent by the runs this one resumes
+    tokens: float | None = 0.0  # target tokens trained on, every rank's; None when resumed from a checkpoint that did not count them
     carried: object = None  # a recurrent model's hidden state between windows
 
 
@@ -208,7 +199,7 @@ def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite:
         parts.loader.load_state_dict(state["loader"][d.rank])
         restore_rng(state["rng"][d.rank])
         progress = Progress(state["step"], state.get("best_val_loss"), state.get("evals_since_best", 0),
-                            state.get("elapsed_s", 0.0), load_carried_state(ckpt, d.rank, d.device))
+                            state.get("elapsed_s", 0.0), state.get("tokens"), load_carried_state(ckpt, d.rank, d.device))
         if d.is_main:
             run.lock()
             trim_metrics(run.path, progress.step)  # what the stopped run logged after this checkpoint is done again
@@ -242,7 +233,7 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
     if d.is_main:
         save_checkpoint(run.path, progress.step, parts.raw_model, parts.optimizer, {
             "val_loss": val_loss, "best_val_loss": progress.best, "evals_since_best": progress.evals_since_best,
-            "elapsed_s": elapsed_s, "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
+            "elapsed_s": elapsed_s, "tokens": progress.tokens, "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
         }, parts.cfg.train.keep_last,
             carried=[r["carried"] for r in per_rank] if parts.raw_model.recurrent else None)
     barrier(d)
@@ -294,15 +285,20 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
         at.step += 1
         step = at.step
         throughput.add(done.tokens)
+        if at.tokens is not None:
+            at.tokens += done.tokens
 
         if step % tc.log_interval == 0 or step == tc.max_steps:
             tokens_per_s = throughput.rate()
             loss_value = done.loss_sum.item() / done.local_tokens
             record = {"loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
+            if at.tokens is not None:
+                record["tokens"] = at.tokens
             if done.grad_norm is not None:
                 record["grad_norm"] = done.grad_norm.item()
             if d.device.type == "cuda":
                 record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
+            record.update(memory_mib=peak_memory_mib(d.device), elapsed_s=elapsed())
             log.log(step, **record)
             log.advance(loss_value, tokens_per_s)
             throughput.restart()
@@ -329,6 +325,9 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
             throughput.skip_time()
         if tc.checkpoint_interval is not None and step % tc.checkpoint_interval == 0 and not stop:
             checkpoint(run, parts, at, d, val_loss if step % tc.eval_interval == 0 else None, elapsed())
+        if d.is_main and tc.report and tc.report_every and step % tc.report_every == 0 and not stop:
+            write_report(run.path)
+            throughput.skip_time()
 
     log.log(at.step, peak_memory_mib=peak_memory_mib(d.device))
     samples: list[str] = []
@@ -336,4 +335,6 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
         samples = sample_texts(raw_model, data.tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
         atomic_write_text(run.path / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
     log.close()
+    if d.is_main and tc.report:
+        write_report(run.path)
     return TrainResult(run.path, at.step, val_loss, at.best, tokens_per_s, elapsed(), samples)
