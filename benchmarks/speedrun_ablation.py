@@ -12,6 +12,11 @@ The reference (`configs/shakespeare-char-baby.yaml`) is timed first for the budg
 distorts the times (the losses are deterministic).
 
     python benchmarks/speedrun_ablation.py [--only NAME ...] [--budget-s S] [--set key=value ...] [--out results.jsonl]
+                                           [--keep DIR]
+
+With --keep, the run directories stay in DIR (`<variant>-fast`, `<variant>-long`), for `lmforge compare`:
+
+    lmforge compare DIR/*-fast --metric val_loss --out ablation.html
 """
 
 from __future__ import annotations
@@ -75,11 +80,14 @@ def main() -> None:
                         help="the budget in seconds of training, instead of timing the reference (to add rows to an earlier table)")
     parser.add_argument("--set", dest="common", action="append", default=[], help="key=value for every run")
     parser.add_argument("--out", type=Path, default=None, help="append each variant's figures as JSON lines")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here (default: a temporary folder)")
     args = parser.parse_args()
     COMMON.extend(args.common)
 
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = args.keep.resolve() if args.keep is not None else Path(tmp_name)
         subprocess.run([sys.executable, "-m", "lmforge", "prepare", str(REFERENCE),
                         f"data.prepared_dir={tmp / 'prepared'}"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         budget = args.budget_s
