@@ -39,7 +39,7 @@ SCRIPT = """
       name:l.name, x:l.x[axis], y:l.y, connectgaps:false, line:{simplify:false, width:1.6}, marker:{size:5}}; });
   }
   function layout(c, axis, log){
-    var lay = {margin:{l:62,r:14,t:34,b:46}, title:{text:c.title, font:{size:13}}, hovermode:'x unified',
+    var lay = {margin:{l:62,r:14,t:34,b:46}, title:{text:c.title, font:{size:13}, x:0.01, xanchor:'left'}, hovermode:'x unified',
       legend:{orientation:'h', y:-0.22}, yaxis:{title:{text:c.ylabel}, type: log ? 'log' : 'linear'},
       xaxis:{title:{text: c.kind === 'heatmap' ? 'predicted' : c.xlabels[axis]}}};
     if (c.kind === 'heatmap') { lay.yaxis.autorange = 'reversed'; lay.hovermode = 'closest'; }
