@@ -80,7 +80,8 @@ def _steps_for(cfg: Config, budget: Budget, recipe: Path, run_dir: Path, progres
     probe = run_dir.with_name(run_dir.name + "-probe")
     _train_process(recipe, probe, [f"train.max_steps={PROBE_STEPS}", f"train.eval_interval={PROBE_STEPS}",
                                    "train.log_interval=1", "train.eval_max_windows=1", "sample.num_samples=0",
-                                   "train.tensorboard=false"], progress)
+                                   "train.tensorboard=false", "train.loggers=[jsonl]", "train.report=false"],
+                   progress)  # a timing probe is no run for the trackers
     rates = [r["tokens_per_s"] for r in _records(probe) if "tokens_per_s" in r][PROBE_STEPS // 4:]
     # leave a little of the budget for evaluations and start-up
     return max(int(0.9 * budget.seconds * statistics.median(rates) / tokens_per_step), 1)

@@ -205,10 +205,25 @@ class TrainConfig(Section):
     early_stopping_patience: int | None = Field(None, ge=1, description="stop after this many evaluations without a lower validation loss; empty = never")
     early_stopping_min_delta: float = Field(0.0, ge=0, description="a validation loss must beat the best by more than this to count as better")
     time_budget_s: float | None = Field(None, gt=0, description="stop (with a final evaluation and checkpoint) after this much wall time")
-    tensorboard: bool = Field(True, description="write TensorBoard events to the run directory")
+    tensorboard: bool = Field(True, description="write TensorBoard events to the run directory (false drops tensorboard from loggers)")
+    loggers: list[Literal["jsonl", "tensorboard", "csv", "wandb", "mlflow"]] = Field(
+        ["jsonl", "tensorboard"], description="where metrics go: jsonl (metrics.jsonl: always, resume and reports read it), tensorboard, csv (metrics.csv), wandb (pip install 'lmforge[wandb]'), mlflow (pip install 'lmforge[mlflow]'); rank 0 only")
+    tracker_project: str | None = Field(None, description="the W&B project and MLflow experiment; empty = the recipe's name")
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow's tracking URI; empty = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory")
     report: bool = Field(True, description="write report.html (curves, results, samples, config) to the run directory at the end")
     report_every: int | None = Field(None, ge=1, description="also redraw report.html every this many steps while training; empty = only at the end")
     peak_flops: float = Field(989e12, gt=0, description="accelerator peak FLOP/s for MFU (H100 dense bf16)")
+
+    @field_validator("loggers")
+    @classmethod
+    def _jsonl_stays(cls, value: list[str]) -> list[str]:
+        if "jsonl" not in value:
+            raise ValueError("jsonl must stay: resume, reports and bake-offs read metrics.jsonl")
+        return list(dict.fromkeys(value))
+
+    def trackers(self) -> list[str]:
+        """The loggers besides metrics.jsonl; tensorboard=false drops TensorBoard."""
+        return [n for n in self.loggers if n != "jsonl" and (n != "tensorboard" or self.tensorboard)]
 
 
 class EvalConfig(Section):
@@ -585,3 +600,15 @@ def save_config(config: Config, path: Path) -> None:
     from lmforge.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """{"model": {"n_layer": 4}} -> {"model.n_layer": 4}: a config dump's keys as overrides name them."""
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

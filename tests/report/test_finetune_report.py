@@ -52,8 +52,10 @@ def test_a_tagger_report_shows_f1_per_entity_type(trained_run, tmp_path):
     train.write_text("\n".join("".join(f"{w}\t{t}\n" for w, t in s) for s in sentences))
     cfg = load_config(None, [f"finetune.backbone={trained_run}", f"finetune.train_path={train}",
                              f"finetune.val_path={train}", "finetune.task=tag", "finetune.epochs=1",
-                             "finetune.batch_size=2", *FAST])
+                             "finetune.batch_size=2", "train.loggers=[jsonl,csv]", *FAST])
     finetune(cfg, tmp_path / "run", progress=False)
+    losses = [line for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines() if ",loss," in line]
+    assert len(losses) == len([r for r in read_records(tmp_path / "run" / "metrics.jsonl").rows if "loss" in r])
     html = (tmp_path / "run" / "report.html").read_text()
     section = re.search(r"entity F1 per type</h3>(.*?)</table>", html, re.S).group(1)
     assert "all entities" in section and "person" in section and "location" in section

@@ -42,6 +42,7 @@ from lmforge.train.checkpoint import (capture_rng, load_training_state, load_wei
                                      restore_rng, save_checkpoint)
 from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
 from lmforge.train.schedules import lr_at
+from lmforge.train.trackers import check_trackers, open_trackers
 
 
 @dataclass
@@ -114,6 +115,7 @@ def finetune(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = F
     continue from its last checkpoint (the end of an epoch) as if the run had not stopped."""
     if cfg.finetune is None:
         raise ConfigError("finetune: the recipe has no finetune section (task, backbone, train_path)")
+    check_trackers(cfg.train.trackers(), cfg.train.mlflow_tracking_uri)
     run = RunDir(run_dir or Path("runs") / cfg.name)
     try:
         return _finetune(cfg, run, resume, overwrite, progress)
@@ -204,7 +206,9 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
         atomic_write_json(run_dir / "task.json", {"task": fc.task, "labels": labels, "backbone": backbone.kind,
                                                   "backbone_source": str(fc.backbone)})
 
-    log = RunLogger(run_dir, total_steps, step, True, tc.tensorboard, progress)
+    trackers = open_trackers(run_dir, tc.trackers(), cfg.model_dump(mode="json"), cfg.name, tc.tracker_project,
+                             tc.mlflow_tracking_uri)
+    log = RunLogger(run_dir, total_steps, step, True, progress, trackers)
     for warning in [*train_set.warnings, *(val_set.warnings if val_set else [])]:
         log.write(f"warning: {warning}")
     if augmented is not None:
@@ -263,9 +267,10 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
               {"elapsed_s": elapsed_before + time.perf_counter() - started, "tokens": tokens})
     if evaluated is not None:  # the last epoch's full result (confusion matrix, per-type F1) for the report
         run.record_eval("last", None, evaluated.get("data"), evaluated)
-    log.close()
     if tc.report:
         write_report(run_dir)
+    log.artifacts([run_dir / "report.html"])
+    log.close()
     return FinetuneResult(run_dir, step, metrics, time.perf_counter() - started)
 
 

@@ -7,12 +7,13 @@ import json
 import statistics
 from pathlib import Path
 
+from lmforge.config import flatten
 from lmforge.errors import CheckpointError, LmforgeError
 from lmforge.io import atomic_write_text
 from lmforge.report import page as P
 from lmforge.report.figures import Chart, confusion_chart, group_lr_chart, metric_chart, series_line
-from lmforge.report.series import (CURVES, X_AXES, Records, Series, differing_keys, extract_series, flatten,
-                                   group_lrs, label, latest_evals, read_records)
+from lmforge.report.series import (CURVES, X_AXES, Records, Series, differing_keys, extract_series, group_lrs,
+                                   label, latest_evals, read_records)
 from lmforge.run import RunDir
 
 REPORT = "report.html"

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmforge.config import flatten
+
 # metrics.jsonl fields that are curves, in the order a report shows them, with their axis labels
 CURVES = {
     "loss": "training loss (nats/token)",
@@ -140,18 +142,6 @@ def label(metric: str) -> str:
     if metric.startswith("val_loss/"):
         return f"validation loss on {metric.split('/', 1)[1]} (nats/token)"
     return CURVES.get(metric, metric.replace("_", " "))
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    """{"model": {"n_layer": 4}} -> {"model.n_layer": 4}; lists stay values."""
-    out: dict[str, object] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def differing_keys(configs: list[dict]) -> list[str]:

@@ -15,19 +15,18 @@ from lmforge.io import atomic_write_text
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int, enabled: bool,
-                 tensorboard: bool, progress: bool):
+    """metrics.jsonl (always: resume, reports and bake-offs read it), the trackers of `train.loggers`
+    (train/trackers.py) and the progress bar; a disabled logger (ranks other than 0) does nothing."""
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int, enabled: bool, progress: bool,
+                 trackers: list | None = None):
         self.enabled = enabled
         self.metrics = None
-        self.writer = None
+        self.trackers = trackers or []
         self.bar = None
         if not enabled:
             return
         self.metrics = open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8")
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # imported lazily: it pulls in tensorboard
-
-            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
         # a bar only on a terminal: in logs and pipes its redraws would be thousands of lines
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and sys.stderr.isatty()),
                         unit="step", dynamic_ncols=True, leave=True)
@@ -38,10 +37,15 @@ class RunLogger:
         record = {"step": step, "time": round(time.time(), 3), **values}
         self.metrics.write(json.dumps(record) + "\n")
         self.metrics.flush()
-        if self.writer is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, step)
+        numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for tracker in self.trackers:
+            tracker.log(step, numbers, record["time"])
+
+    def artifacts(self, paths: list[Path]) -> None:
+        """Files of the finished run (samples, report) for the trackers that keep files."""
+        if self.enabled:
+            for tracker in self.trackers:
+                tracker.artifacts([p for p in paths if p.is_file()])
 
     def advance(self, loss: float | None = None, tokens_per_s: float | None = None) -> None:
         """One step done; loss and throughput refresh the bar only on logging steps (they cost a sync)."""
@@ -60,8 +64,8 @@ class RunLogger:
             return
         self.bar.close()
         self.metrics.close()
-        if self.writer is not None:
-            self.writer.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 class Throughput:

@@ -38,6 +38,7 @@ from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distri
 from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
 from lmforge.train.schedules import batch_rows, lr_at
+from lmforge.train.trackers import check_trackers, open_trackers
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TrainResult:
 def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> TrainResult:
     """Train `cfg` into `run_dir` (default runs/<name>); with resume, continue its last checkpoint."""
+    check_trackers(cfg.train.trackers(), cfg.train.mlflow_tracking_uri)  # before any process touches the run
     d = init_distributed(cfg.train.device)
     run = RunDir(run_dir or Path("runs") / cfg.name)
     try:
@@ -261,7 +263,9 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
 
     model = wrap(raw_model, cfg, d)
     autocast = _autocast(cfg, d.device)
-    log = RunLogger(run.path, tc.max_steps, at.step, d.is_main, tc.tensorboard, show_progress)
+    trackers = open_trackers(run.path, tc.trackers(), cfg.model_dump(mode="json"), cfg.name, tc.tracker_project,
+                             tc.mlflow_tracking_uri) if d.is_main else []
+    log = RunLogger(run.path, tc.max_steps, at.step, d.is_main, show_progress, trackers)
     flops_per_token = raw_model.flops_per_token()
     masked = raw_model.objective == "masked"
     # a recurrent model zeroes the state of rows whose document ended, when asked to
@@ -334,7 +338,8 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
     if d.is_main and cfg.sample.num_samples and not masked:  # an encoder does not generate text
         samples = sample_texts(raw_model, data.tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
         atomic_write_text(run.path / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
-    log.close()
     if d.is_main and tc.report:
         write_report(run.path)
+    log.artifacts([run.path / "samples.txt", run.path / "report.html"])
+    log.close()
     return TrainResult(run.path, at.step, val_loss, at.best, tokens_per_s, elapsed(), samples)
