@@ -20,7 +20,7 @@ FLOORS = {
     2: ["lmforge.run", "lmforge.data", "lmforge.text", "lmforge.augment", "lmforge.generate"],
     3: ["lmforge.prepare", "lmforge.eval.lm", "lmforge.eval.generation",
         "lmforge.finetune.backbones", "lmforge.finetune.heads", "lmforge.finetune.lora", "lmforge.finetune.data",
-        "lmforge.finetune.task", "lmforge.report"],
+        "lmforge.finetune.task", "lmforge.report", "lmforge.eval.harness"],
     4: ["lmforge.train.trainer", "lmforge.finetune.train", "lmforge.finetune.predict", "lmforge.eval.recipe",
         "lmforge.bakeoff", "lmforge.export"],
     5: ["lmforge.cli", "lmforge.__main__"],

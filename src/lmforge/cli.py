@@ -156,12 +156,29 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
           samples: Optional[int] = field_option(EvalConfig, "samples", "--samples", "eval"),
           device: Optional[str] = field_option(EvalConfig, "device", "--device", "eval"),
           dtype: Optional[str] = field_option(EvalConfig, "dtype", "--dtype", "eval"),
+          harness: Optional[str] = typer.Option(None, "--harness", help="comma-separated lm-evaluation-harness tasks to run instead (pip install 'lmforge[harness]')", show_default=False),
+          include_path: Optional[Path] = typer.Option(None, "--include-path", help="--harness: a folder of your own task YAMLs", show_default=False),
+          limit: Optional[int] = typer.Option(None, "--limit", help="--harness: at most this many documents per task", show_default=False),
           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Loss, perplexity per token and per word, bits per byte and per character of a trained run; on a
-    fine-tuned run (lmforge finetune), its task metrics on --data or the recipe's val_path."""
+    fine-tuned run (lmforge finetune), its task metrics on --data or the recipe's val_path; with --harness,
+    lm-evaluation-harness tasks."""
     from lmforge.eval.lm import format_lm
     from lmforge.eval.recipe import evaluate
 
+    if harness is not None:
+        from lmforge.eval.harness import run_harness
+
+        tasks = [t.strip() for t in harness.split(",") if t.strip()]
+        out = run_harness(run_dir, tasks, checkpoint=checkpoint, include_path=str(include_path) if include_path else None,
+                          limit=limit, device=device if device not in (None, "auto") else None)
+        if as_json:
+            typer.echo(json.dumps(out["results"], indent=2, default=str))
+        else:
+            from lm_eval.utils import make_table
+
+            typer.echo(make_table(out))
+        return
     result = evaluate(run_dir, data, split=split, checkpoint=checkpoint, batch_size=batch_size, stride=stride,
                       metrics=metrics, samples=samples, device=device, dtype=dtype)
     if "task" in result:
