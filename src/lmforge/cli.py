@@ -152,6 +152,7 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
           checkpoint: str = typer.Option("last", "--checkpoint", help="last, best or step-N"),
           batch_size: Optional[int] = field_option(EvalConfig, "batch_size", "--batch-size", "eval"),
           stride: Optional[int] = field_option(EvalConfig, "stride", "--stride", "eval"),
+          documents: Optional[bool] = field_option(EvalConfig, "documents", "--documents/--no-documents", "eval"),
           metrics: Optional[bool] = field_option(EvalConfig, "metrics", "--metrics/--no-metrics", "eval"),
           samples: Optional[int] = field_option(EvalConfig, "samples", "--samples", "eval"),
           device: Optional[str] = field_option(EvalConfig, "device", "--device", "eval"),
@@ -180,7 +181,7 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
             typer.echo(make_table(out))
         return
     result = evaluate(run_dir, data, split=split, checkpoint=checkpoint, batch_size=batch_size, stride=stride,
-                      metrics=metrics, samples=samples, device=device, dtype=dtype)
+                      documents=documents, metrics=metrics, samples=samples, device=device, dtype=dtype)
     if "task" in result:
         _print_task_result(result, as_json)
         return

@@ -230,6 +230,7 @@ class EvalConfig(Section):
     """How `lmforge eval` scores the run by default; each field is also an eval option that overrides it."""
     batch_size: int = Field(32, ge=1, description="windows (task runs: examples) per forward pass")
     stride: int | None = Field(None, ge=1, description="sliding windows every this many tokens, each scoring only what the previous one did not; empty = non-overlapping windows")
+    documents: bool = Field(False, description="score each document of --data on its own as lm-evaluation-harness scores a rolling task (wikitext): its first token from the end-of-document token, disjoint block_size windows, words = re.split(r'\\s+'), bytes = UTF-8 length; word and byte perplexity equal the harness's")
     metrics: bool = Field(False, description="also the predictive entropy, and generation metrics: continuations of prompts from the text scored against the true ones")
     samples: int = Field(16, ge=1, description="prompts for the generation metrics")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA when available), cpu or cuda")

@@ -27,7 +27,8 @@ def tasks(tmp_path_factory):
     root = tmp_path_factory.mktemp("tasks")
     rng = random.Random(1)
     pages = [" ".join(rng.choice(WORDS) for _ in range(rng.randrange(5, 40))) for _ in range(6)]
-    (root / "pages.jsonl").write_text("".join(json.dumps({"page": p}) + "\n" for p in pages))
+    pages[1], pages[2] = " " + pages[1], pages[2] + "\n"  # whitespace at the ends counts a word for the harness
+    (root / "pages.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in pages))
     choices = [{"q": "the cat sat on", "choices": [" a mat", " zq xv"], "label": 0},
                {"q": "the dog who was", "choices": [" kkkk", " not there"], "label": 1}]
     (root / "choices.jsonl").write_text("".join(json.dumps(c) + "\n" for c in choices))
@@ -35,7 +36,7 @@ def tasks(tmp_path_factory):
     common = "dataset_path: json\ntest_split: test\n"
     (root / "tinywiki.yaml").write_text(
         f"task: tinywiki\n{common}dataset_kwargs:\n  data_files:\n    test: {root / 'pages.jsonl'}\n"
-        "output_type: loglikelihood_rolling\ndoc_to_text: ''\ndoc_to_target: '{{page}}'\nmetric_list:\n"
+        "output_type: loglikelihood_rolling\ndoc_to_text: ''\ndoc_to_target: '{{text}}'\nmetric_list:\n"
         "  - metric: word_perplexity\n  - metric: byte_perplexity\n  - metric: bits_per_byte\n")
     (root / "tinychoice.yaml").write_text(
         f"task: tinychoice\n{common}dataset_kwargs:\n  data_files:\n    test: {root / 'choices.jsonl'}\n"
@@ -80,6 +81,25 @@ def test_an_exported_gpt_scores_the_same_through_hflm(tiny_overrides, tmp_path, 
         for key in mine:
             assert mine[key] == pytest.approx(theirs[key], rel=1e-4), (task, key)
     assert scores(ours, "tinywiki")["bits_per_byte"] > 0
+
+
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_lmforge_eval_documents_gives_the_harness_word_and_byte_figures(family, tiny_overrides, tmp_path, tasks):
+    """The three routes agree: HFLM = LmforgeLM (the test above, for a GPT) = `lmforge eval --data --documents`."""
+    import re
+
+    root, pages = tasks
+    extra = ("model.arch=lstm", "model.hidden_size=32", "model.n_embd=32") if family == "lstm" else ()
+    run = _train(tiny_overrides, tmp_path, *extra)
+    theirs = scores(run_harness(run, ["tinywiki"], include_path=str(root)), "tinywiki")
+    result = runner.invoke(app, ["eval", str(run), "--data", str(root / "pages.jsonl"), "--documents", "--json"])
+    assert result.exit_code == 0, result.output
+    ours = json.loads(result.output)
+    assert ours["documents"] == len(pages) and ours["words"] == sum(len(re.split(r"\s+", p)) for p in pages)
+    for key in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key
+    stream = json.loads(runner.invoke(app, ["eval", str(run), "--data", str(root / "pages.jsonl"), "--json"]).output)
+    assert stream["word_perplexity"] != pytest.approx(theirs["word_perplexity"], rel=1e-4)  # one stream differs
 
 
 def test_rolling_loglikelihood_scores_the_text_in_disjoint_windows_of_the_block(tiny_overrides, tmp_path):

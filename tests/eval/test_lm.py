@@ -12,8 +12,8 @@ from torch import nn
 
 from lmforge.config import GPTConfig
 from lmforge.errors import ConfigError, DataError
-from lmforge.eval.lm import (TextCounts, eval_tokens, evaluate_run, metrics, score_batches, sliding_window_batches,
-                             sum_loss)
+from lmforge.eval.lm import (TextCounts, document_segments, eval_tokens, evaluate_run, format_lm, metrics,
+                             score_batches, sliding_window_batches, sum_loss)
 from lmforge.models.transformer import GPT
 from lmforge.run import load_run
 from lmforge.train.trainer import train
@@ -27,6 +27,7 @@ def test_metrics_divide_one_total_by_each_count():
     assert m["bits_per_byte"] == pytest.approx(1000 / math.log(2) / 800)
     assert m["bits_per_char"] == pytest.approx(1000 / math.log(2) / 700)
     assert m["word_perplexity"] == pytest.approx(math.exp(10.0))
+    assert m["byte_perplexity"] == pytest.approx(math.exp(1000 / 800))
     assert metrics(1e6, 1)["perplexity"] == math.exp(700.0)  # a diverged model: huge, not an OverflowError
 
 
@@ -103,6 +104,37 @@ def test_a_stride_outside_the_context_is_an_error():
         next(sliding_window_batches([np.arange(20)], 8, 0, 4))
 
 
+def test_full_last_windows_are_the_harness_rolling_windows():
+    """lm-evaluation-harness's rolling windows (max_length L, context_len 1) over [eod] + tokens: disjoint
+    windows of L targets, each target given the tokens before it in its window, and the last window, shorter
+    in targets, still reads L tokens of context. Written out here for a 23-token document and L = 8."""
+    seg = np.arange(24)  # seg[0] plays the end-of-document token, seg[1:] the document's 23 tokens
+    got = [(x[0].tolist(), y[0, -n:].tolist()) for x, y, n in sliding_window_batches([seg], 8, 8, 1, full_last=True)]
+    expected = [(list(range(0, 8)), list(range(1, 9))), (list(range(8, 16)), list(range(9, 17))),
+                (list(range(15, 23)), list(range(17, 24)))]  # the last: 7 targets, 8 tokens of context
+    assert sorted(got) == sorted(expected)
+    short = [(x[0].tolist(), n) for x, _, n in sliding_window_batches([np.arange(5)], 8, 8, 1, full_last=True)]
+    assert short == [([0, 1, 2, 3], 4)]  # a document shorter than the block is one window from its start
+
+
+def test_documents_are_counted_as_the_harness_counts_them(tmp_path):
+    r"""Words are re.split(r"\s+", document): whitespace at a document's start or end counts an empty word."""
+    import json
+
+    from lmforge.config import DataConfig, TokenizerConfig
+    from lmforge.tokenizer import Tokenizer
+
+    docs = ["the cat sat", " leading space", "trailing newline\n", "  both  \n", "unicode é 日本"]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    tok = Tokenizer.train(TokenizerConfig(kind="char"), docs)
+    segments, counts = document_segments(tok, str(path), DataConfig())
+    assert [s[0] for s in segments] == [tok.eod_id] * len(docs)
+    assert [tok.decode(s[1:]) for s in segments] == docs
+    assert counts.words == sum(len(re.split(r"\s+", d)) for d in docs) == 3 + 3 + 3 + 3 + 3
+    assert counts.bytes == sum(len(d.encode()) for d in docs) and counts.chars == sum(map(len, docs))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """These models are tiny: a second thread gains little, and loses much when other jobs share the CPU."""
@@ -162,6 +194,36 @@ def test_validation_split_counts_the_decoded_predicted_text(context_run):
     text = run.tokenizer.decode(segment[1:])
     assert source == "validation split" and result["data"] == "validation split"
     assert (result["chars"], result["words"]) == (len(text), len(text.split()))
+
+
+def test_documents_are_scored_one_by_one_from_the_end_of_document_token(context_run):
+    """--documents: each record of the file is a document, scored from [eod] in the harness's windows; the total
+    is the sum of each document scored alone."""
+    import json
+
+    run = load_run(context_run)
+    text_file = context_run.parent / "animals.txt"
+    lines = [line for line in text_file.read_text().splitlines() if len(line) < 32][:40]
+    (context_run.parent / "forty.jsonl").write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
+    result = evaluate_run(run, str(context_run.parent / "forty.jsonl"), documents=True)
+    expected, eod = 0.0, run.tokenizer.eod_id
+    with torch.no_grad():
+        for line in lines:
+            ids = torch.tensor([[eod, *run.tokenizer.encode(line)]])
+            logits, _ = run.model(ids[:, :-1])  # every line fits the 32-token block
+            expected += torch.nn.functional.cross_entropy(logits[0], ids[0, 1:], reduction="sum").item()
+    assert result["documents"] == 40 and result["tokens"] == sum(len(run.tokenizer.encode(l)) for l in lines)
+    assert result["loss"] * result["tokens"] == pytest.approx(expected, rel=1e-5)
+    assert result["words"] == sum(len(re.split(r"\s+", l)) for l in lines)
+    assert "each document on its own" in format_lm(result)
+
+
+def test_documents_need_a_file_and_no_stride(context_run):
+    run = load_run(context_run)
+    with pytest.raises(ConfigError, match="^--documents scores the documents of a file: give --data FILE"):
+        evaluate_run(run, documents=True)
+    with pytest.raises(ConfigError, match="not with --stride"):
+        evaluate_run(run, str(context_run.parent / "animals.txt"), documents=True, stride=8)
 
 
 def test_bfloat16_evaluation_is_close_to_float32(context_run):

@@ -1,4 +1,4 @@
-"""Language-model metrics: loss, perplexity per token and per word, bits per byte and per character,
+r"""Language-model metrics: loss, perplexity per token and per word, bits per byte and per character,
 predictive entropy; over non-overlapping windows or strided sliding windows.
 
 Every metric is the same total cross-entropy divided by a different count. Per token depends on the
@@ -9,6 +9,13 @@ Sliding windows follow the method Hugging Face documents for fixed-length models
 fixed-length models"): windows of block_size tokens start every `stride` tokens and each scores only the
 targets the previous window did not, so every target but the first window's sees at least
 block_size - stride tokens of context. stride = block_size is the non-overlapping evaluation itself.
+
+Documents (`documents=True`, `lmforge eval --data FILE --documents`) are scored one by one as
+lm-evaluation-harness scores a `loglikelihood_rolling` task such as wikitext, so the figures are the
+harness's word_perplexity, byte_perplexity and bits_per_byte: a document's first token is predicted from
+the end-of-document token, a fixed-context model reads it in disjoint windows of block_size tokens whose
+last one reads a whole block of context, a recurrent model reads it in one pass from a fresh state; its
+words are `re.split(r"\s+", document)` and its bytes its UTF-8 length, summed over the documents.
 """
 
 from __future__ import annotations
@@ -113,12 +120,13 @@ def sum_loss(model: nn.Module, segments: list[np.ndarray], block_size: int, batc
 
 
 def sliding_window_batches(segments: list[np.ndarray], block_size: int, stride: int,
-                           batch_size: int) -> Iterator[ScoredBatch]:
+                           batch_size: int, full_last: bool = False) -> Iterator[ScoredBatch]:
     """Windows of block_size tokens every `stride` tokens; each scores the targets its predecessor did not.
 
     Full-length windows that score the same number of targets are batched together, in order; a segment's
     last, shorter window comes alone. With stride = block_size these are exactly `eval_batches`' windows in
-    `eval_batches`' order, so the sums agree to the bit.
+    `eval_batches`' order, so the sums agree to the bit. With `full_last`, a segment's last window ends at
+    its end but starts a block before it (the harness's rolling windows), so it reads a whole block of context.
     """
     if not 1 <= stride <= block_size:
         raise ConfigError(f"stride {stride}: must be between 1 and the model's block_size ({block_size})")
@@ -129,6 +137,8 @@ def sliding_window_batches(segments: list[np.ndarray], block_size: int, stride: 
         scored_to = 0
         for start in range(0, last, stride):
             end = min(start + block_size, last)  # this window's targets are start+1 .. end
+            if full_last and end == last:
+                start = max(0, end - block_size)
             if end - start == block_size:
                 full.setdefault(end - scored_to, []).append((seg, start))
             else:
@@ -203,6 +213,63 @@ def file_text_counts(path: str, data_cfg: DataConfig) -> TextCounts:
     return counts
 
 
+def read_documents(path: str, data_cfg: DataConfig) -> Iterator[str]:
+    """The documents of a file, whole, as the corpus readers see them (with the run's format settings)."""
+    from lmforge.corpora import iter_pieces
+
+    parts: list[str] = []
+    for piece, ends_document in iter_pieces(data_cfg.model_copy(update={"path": str(path)})):
+        parts.append(piece)
+        if ends_document:
+            yield "".join(parts)
+            parts = []
+    if parts:
+        yield "".join(parts)
+
+
+_HARNESS_WORDS = re.compile(r"\s+")
+
+
+def document_segments(tokenizer, path: str, data_cfg: DataConfig,
+                      batch_docs: int = 256) -> tuple[list[np.ndarray], TextCounts]:
+    r"""Each document of a file as its own segment, [end-of-document] + its tokens, and the counts the harness
+    makes of a rolling task's documents: words = re.split(r"\s+", document), so that a document beginning or
+    ending with whitespace counts one empty word there as the harness does; bytes = its UTF-8 length."""
+    eod = tokenizer.eod_id
+    if eod is None:
+        raise ConfigError("--documents: the run's tokenizer has no end-of-document token to predict a "
+                          "document's first token from (tokenizer.eod)")
+    segments: list[np.ndarray] = []
+    counts = TextCounts()
+
+    def encode(docs: list[str]) -> None:
+        for doc, ids in zip(docs, tokenizer.encode_batch(docs)):
+            segments.append(np.asarray([eod, *ids], dtype=np.int64))
+            counts.bytes += len(doc.encode("utf-8"))
+            counts.chars += len(doc)
+            counts.words += len(_HARNESS_WORDS.split(doc))
+
+    batch: list[str] = []
+    for doc in read_documents(path, data_cfg):
+        batch.append(doc)
+        if len(batch) == batch_docs:
+            encode(batch)
+            batch = []
+    encode(batch)
+    if not segments:
+        raise DataError(f"{path}: no documents to evaluate")
+    return segments, counts
+
+
+def document_stream_batches(segments: list[np.ndarray], block_size: int) -> Iterator[ScoredBatch]:
+    """A recurrent model reads each document in one pass from a fresh state, block_size tokens at a time."""
+    for seg in segments:
+        row = torch.from_numpy(seg)[None]
+        for start in range(0, len(seg) - 1, block_size):
+            end = min(start + block_size, len(seg) - 1)
+            yield row[:, start:end], row[:, start + 1:end + 1], end - start, start == 0
+
+
 def _exp(x: float) -> float:
     return math.exp(min(x, 700.0))  # a diverged model's perplexity is huge, not an OverflowError
 
@@ -214,7 +281,7 @@ def metrics(loss_sum: float, tokens: int, n_bytes: int | None = None, n_chars: i
     bits = loss_sum / math.log(2)
     out = {"loss": loss, "perplexity": _exp(loss), "bits_per_token": loss / math.log(2), "tokens": tokens}
     if n_bytes:
-        out.update(bits_per_byte=bits / n_bytes, bytes=n_bytes)
+        out.update(bits_per_byte=bits / n_bytes, byte_perplexity=_exp(loss_sum / n_bytes), bytes=n_bytes)
     if n_chars:
         out.update(bits_per_char=bits / n_chars, chars=n_chars)
     if n_words:
@@ -240,34 +307,52 @@ def eval_tokens(run, data_file: str | None = None, split: str = "val") -> tuple[
 
 def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device: str | torch.device = "cpu",
                  split: str = "val", stride: int | None = None, entropy: bool = False,
-                 dtype: str = "float32") -> dict:
+                 dtype: str = "float32", documents: bool = False) -> dict:
     """LM metrics of a loaded run (`run.load_run`) on a split of its data (default validation) or on
-    a text file: non-overlapping windows, or sliding windows every `stride` tokens; with `entropy`, the
-    mean entropy (nats) of the model's predicted distributions too. `dtype` bfloat16 runs the model under
-    bf16 autocast (the losses are still summed in float64): faster, and a little less exact."""
-    segments, source = eval_tokens(run, data_file, split)
+    a text file: non-overlapping windows, or sliding windows every `stride` tokens, or (`documents`) each
+    document of the file on its own as lm-evaluation-harness scores it; with `entropy`, the mean entropy
+    (nats) of the model's predicted distributions too. `dtype` bfloat16 runs the model under bf16 autocast
+    (the losses are still summed in float64): faster, and a little less exact."""
     block_size = run.config.model.block_size
     device = torch.device(device)
     run.model.to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bfloat16" else None
     started = time.perf_counter()
-    if run.model.objective == "masked":
-        return _evaluate_masked(run, segments, source, batch_size, device, stride, started, autocast)
     recurrent = run.model.recurrent
-    if stride is None:
-        windows: Iterable[ScoredBatch] = window_batches(segments, block_size, batch_size, recurrent)
-    elif recurrent:
-        raise ConfigError("--stride: sliding windows are for fixed-context models; a recurrent model carries "
-                          "its state through the whole text instead")
+    if documents:
+        if data_file is None:
+            raise ConfigError("--documents scores the documents of a file: give --data FILE (a prepared split is "
+                              "one token stream)")
+        if stride is not None or run.model.objective == "masked":
+            raise ConfigError("--documents: documents are scored left to right in the harness's rolling windows "
+                              "of block_size tokens; " + ("not with --stride" if stride is not None
+                                                          else "a masked-LM encoder does not score that way"))
+        segments, counts = document_segments(run.tokenizer, data_file, run.config.data)
+        source = f"{data_file}, {len(segments):,} documents"
+        windows: Iterable[ScoredBatch] = (
+            document_stream_batches(segments, block_size) if recurrent
+            else sliding_window_batches(segments, block_size, block_size, batch_size, full_last=True))
     else:
-        windows = sliding_window_batches(segments, block_size, stride, batch_size)
+        segments, source = eval_tokens(run, data_file, split)
+        if run.model.objective == "masked":
+            return _evaluate_masked(run, segments, source, batch_size, device, stride, started, autocast)
+        if stride is None:
+            windows = window_batches(segments, block_size, batch_size, recurrent)
+        elif recurrent:
+            raise ConfigError("--stride: sliding windows are for fixed-context models; a recurrent model carries "
+                              "its state through the whole text instead")
+        else:
+            windows = sliding_window_batches(segments, block_size, stride, batch_size)
+        counts = None
     totals = score_batches(run.model, windows, device, autocast, entropy=entropy)
     # A file is counted as read (its first token, which nothing predicts, included); a split as decoded.
-    counts = (file_text_counts(data_file, run.config.data) if data_file is not None
-              else predicted_text_counts(run.tokenizer, segments))
+    if counts is None:
+        counts = (file_text_counts(data_file, run.config.data) if data_file is not None
+                  else predicted_text_counts(run.tokenizer, segments))
     seconds = time.perf_counter() - started
     result = {"run": str(run.run_dir), "checkpoint": run.checkpoint.name, "data": source,
-              "block_size": block_size, "stride": stride, "device": device.type, "dtype": dtype,
+              "block_size": block_size, "stride": stride, "documents": len(segments) if documents else None,
+              "device": device.type, "dtype": dtype,
               **metrics(totals.loss_sum, totals.tokens, counts.bytes, counts.chars, counts.words)}
     if totals.entropy_sum is not None:
         result["entropy"] = totals.entropy_sum / max(totals.tokens, 1)
@@ -311,5 +396,6 @@ def format_lm(result: dict) -> str:
     for name in ("forward", "backward"):
         if f"{name}_perplexity" in result:
             parts.append(f"{name} LM perplexity {result[f'{name}_perplexity']:.2f}")
-    stride = f", sliding windows every {result['stride']}" if result.get("stride") else ""
+    stride = (", each document on its own" if result.get("documents")
+              else f", sliding windows every {result['stride']}" if result.get("stride") else "")
     return (f"{result['data']} ({result['tokens']:,} tokens, {result['checkpoint']}{stride}): " + ", ".join(parts))

@@ -1,5 +1,5 @@
 """The eval recipe, `lmforge eval`'s Python twin: `evaluate(run_dir, ...)` scores whatever the run directory
-holds. An LM run gets loss, perplexity per token and word, bits per byte and character (eval/lm.py) and, with
+holds. An LM run gets loss, perplexity per token, word and byte, bits per byte and character (eval/lm.py) and, with
 `metrics`, the predictive entropy and generation metrics (eval/generation.py); a fine-tuned task run gets its
 task's metrics on `data` or its recipe's val_path (finetune/task.py). The result is the dict `--json` prints.
 """
@@ -46,14 +46,14 @@ def eval_settings(saved: EvalConfig, **given) -> EvalConfig:
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str = "val", checkpoint: str = "last",
-             batch_size: int | None = None, stride: int | None = None, metrics: bool | None = None,
-             samples: int | None = None, device: str | None = None, dtype: str | None = None) -> dict:
+             batch_size: int | None = None, stride: int | None = None, documents: bool | None = None,
+             metrics: bool | None = None, samples: int | None = None, device: str | None = None, dtype: str | None = None) -> dict:
     """Metrics of the run in `run_dir` (checkpoint last, best or step-N) on `data` or on a split of its own
     data. An option left None is the run's own eval.<option> (config.py's EvalConfig). The result is also
     appended to the run's evals.jsonl, for its report."""
     run_dir = Path(run_dir)
-    options = dict(batch_size=batch_size, stride=stride, metrics=metrics, samples=samples, device=device,
-                   dtype=dtype)
+    options = dict(batch_size=batch_size, stride=stride, documents=documents, metrics=metrics, samples=samples,
+                   device=device, dtype=dtype)
     if RunDir(run_dir).kind == "task":
         settings = eval_settings(RunDir(run_dir).config().eval, **options)
         result = evaluate_task_run(run_dir, data, checkpoint, settings.batch_size)
@@ -66,7 +66,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
     data_file = str(data) if data else None
     device_name = resolve_device(settings.device)
     result = evaluate_run(run, data_file, settings.batch_size, device_name, split=split, stride=settings.stride,
-                          entropy=settings.metrics, dtype=resolve_dtype(settings.dtype, device_name))
+                          entropy=settings.metrics, dtype=resolve_dtype(settings.dtype, device_name),
+                          documents=settings.documents)
     if settings.metrics:
         result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], settings.samples,
                                                   device=result["device"])
