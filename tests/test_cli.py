@@ -194,4 +194,4 @@ def test_every_option_made_from_a_config_field_has_its_description_as_help():
                 assert param.help.startswith(section.model_fields[param.name].description + " (default: "), (verb, param.name)
                 assert param.default is None, (verb, param.name)  # left out = the run's or the section's value
                 checked += 1
-    assert checked == 6 + 6 + 8
+    assert checked == 7 + 6 + 8

@@ -317,3 +317,36 @@ def test_resume_refuses_a_run_without_checkpoints_and_a_lora_run(tiny_bert, sent
     recipe.finetune(cfg, tmp_path / "lora", progress=False)
     with pytest.raises(CheckpointError, match="LoRA run cannot resume"):
         recipe.finetune(cfg, tmp_path / "lora", resume=True, progress=False)
+
+
+def test_non_finite_batches_are_skipped_and_too_many_stop_in_one_line(tiny_bert, sentiment_tsv, tmp_path,
+                                                                       monkeypatch):
+    """The fine-tuner's guard (train/guard.py): a NaN loss is skipped with nothing updated and the schedule waiting;
+    train.max_bad_steps in a row stop the run, naming the last epoch's checkpoint."""
+    import math
+
+    from lmforge.train.guard import DivergedError
+
+    loss_of = recipe.task_loss
+    calls = {"n": 0}
+    bad = {"calls": {2}, "from": None}
+
+    def faulty(*args, **kwargs):
+        calls["n"] += 1
+        loss = loss_of(*args, **kwargs)
+        hit = calls["n"] in bad["calls"] or (bad["from"] is not None and calls["n"] >= bad["from"])
+        return loss * math.nan if hit else loss
+    monkeypatch.setattr(recipe, "task_loss", faulty)
+    train = sentiment_tsv(n=12)
+    extra = ["finetune.text_column=sentence", "finetune.epochs=2", "finetune.batch_size=4", "train.max_bad_steps=2"]
+    result = recipe.finetune(config(tiny_bert, train, *extra), tmp_path / "run", progress=False)
+    assert result.step == 5  # 2 epochs of 3 batches, one skipped
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    (skipped,) = [r for r in records if r.get("skipped")]
+    assert skipped["step"] == 2 and skipped["loss"] is None and skipped["nonfinite"]["loss"] == "nan"
+    assert [r["step"] for r in records if "lr" in r] == [1, 2, 3, 4, 5]
+
+    calls["n"], bad["calls"], bad["from"] = 0, set(), 5
+    with pytest.raises(DivergedError, match=r"^2 steps in a row after step 4 had a non-finite loss or gradient "
+                                            r"norm \(2 in all\): stopping; \S+step-3 \(the last epoch's\) holds"):
+        recipe.finetune(config(tiny_bert, train, *extra), tmp_path / "again", progress=False)

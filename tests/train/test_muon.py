@@ -60,3 +60,64 @@ def test_training_with_muon_learns_and_resumes_exactly(tiny_config, tmp_path):
     resumed = train(load_config(tmp_path / "half/config.yaml", ["train.max_steps=20"]), tmp_path / "half",
                     resume=True, progress=False)
     assert whole.val_loss == resumed.val_loss < 3.0
+
+
+def _muon_one_matrix_at_a_time(params, lr, momentum, weight_decay, steps):
+    """Muon as first written: each matrix on its own (the reference for the batched step)."""
+    for p in params:
+        buf = p.ref_buf = getattr(p, "ref_buf", torch.zeros_like(p)).mul_(momentum).add_(p.grad)
+        update = orthogonalize(p.grad.add(buf, alpha=momentum), steps)
+        update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
+        p.data.mul_(1 - lr * weight_decay).add_(update, alpha=-lr)
+
+
+def test_batched_orthogonalisation_equals_one_matrix_at_a_time():
+    gen = torch.Generator().manual_seed(0)
+    stack = torch.randn(4, 24, 40, generator=gen)
+    together = orthogonalize(stack)
+    alone = torch.stack([orthogonalize(m) for m in stack])
+    assert torch.allclose(together, alone, atol=1e-5)
+    tall = torch.randn(3, 40, 24, generator=gen)
+    assert torch.allclose(orthogonalize(tall), torch.stack([orthogonalize(m) for m in tall]), atol=1e-5)
+
+
+def test_a_muon_step_over_shape_groups_is_the_per_matrix_step():
+    """Three steps over matrices of three shapes (two of them shared), with weight decay: the batched step
+    moves every weight as the one-matrix-at-a-time Muon does, to float tolerance."""
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(16, 32), (16, 32), (32, 16), (24, 24), (32, 16)]
+    ours = [torch.nn.Parameter(torch.randn(*s, generator=gen)) for s in shapes]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = Muon(ours, lr=0.05, momentum=0.9, weight_decay=0.1)
+    for _ in range(3):
+        grads = [torch.randn(*s, generator=gen) for s in shapes]
+        for p, r, g in zip(ours, ref, grads):
+            p.grad, r.grad = g.clone(), g.clone()
+        opt.step()
+        with torch.no_grad():
+            _muon_one_matrix_at_a_time(ref, 0.05, 0.9, 0.1, 5)
+    for p, r in zip(ours, ref):
+        assert torch.allclose(p, r, atol=1e-5), (p - r).abs().max()
+
+
+@pytest.mark.parametrize("shape", [(4, 384, 128), (3, 128, 512), (2, 96, 96)])
+def test_a_bfloat16_iteration_keeps_the_update(shape):
+    """modded-nanogpt's bf16 Newton-Schulz: each update within cosine 0.99 of the float32 one."""
+    g = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+    exact, fast = orthogonalize(g), orthogonalize(g, dtype=torch.bfloat16)
+    assert fast.dtype == torch.float32
+    cos = torch.nn.functional.cosine_similarity(exact.flatten(1), fast.flatten(1), dim=1)
+    assert (cos >= 0.99).all(), cos
+
+
+def test_muon_precision_picks_the_iterations_dtype():
+    from lmforge.train.distributed import fast_bf16_matmul
+
+    model = build_model(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=20))
+    def chosen(precision, bf16_compute=False):
+        cfg = OptimizerConfig(name="muon", muon_precision=precision)
+        return build_optimizer(model, cfg, torch.device("cpu"), bf16_compute).optimizers["muon"].ns_dtype
+
+    assert chosen("float32", True) == torch.float32 and chosen("bfloat16") == torch.bfloat16
+    assert chosen("auto") == torch.float32  # float32 training keeps float32 updates, and exact accumulation
+    assert chosen("auto", True) == (torch.bfloat16 if fast_bf16_matmul(torch.device("cpu")) else torch.float32)

@@ -38,8 +38,9 @@ from lmforge.report import write_report
 from lmforge.run import RunDir
 from lmforge.train.distributed import pick_device
 from lmforge.train.optim import decay_groups, make_optimizer, set_lr
-from lmforge.train.checkpoint import (capture_rng, load_training_state, load_weights,
+from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_training_state, load_weights,
                                      restore_rng, save_checkpoint)
+from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
 from lmforge.train.schedules import lr_at
 from lmforge.train.trackers import check_trackers, open_trackers
@@ -221,6 +222,7 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
               + (f"; resuming after epoch {start_epoch} (step {step:,})" if resume else ""))
 
     throughput = Throughput()
+    guard = NonFiniteGuard(tc.max_bad_steps)
     evaluated = None
     model.train()
     for epoch in range(start_epoch, fc.epochs):
@@ -239,8 +241,18 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
             logits = model(batch["ids"], batch["mask"], batch["type_ids"])
             loss = task_loss(fc.task, logits, batch["target"], fc.multi_label)
             loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], tc.grad_clip)
+            norm = grad_norm([p for p in model.parameters() if p.grad is not None], tc.grad_clip)
+            if not guard.ok(loss, norm):  # skipped: no update, and the schedule waits (train/guard.py)
+                optimizer.zero_grad(set_to_none=True)
+                tokens = tokens - batch_tokens if tokens is not None else None  # not trained on
+                log.log(step + 1, skipped=True, loss=loss.item(), grad_norm=norm.item(), skipped_steps=guard.total)
+                log.write(f"step {step + 1}: loss or gradient norm not finite, skipped ({guard.in_a_row} in a row)")
+                if guard.exhausted:
+                    log.close()
+                    last = list_checkpoints(run_dir)
+                    raise guard.error(step, f"{last[-1][1]} (the last epoch's) holds the last good weights" if last
+                                      else "no epoch ended, so there is no checkpoint")
+                continue
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -249,7 +261,7 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
                 rates = {g["layer_group"]: g["lr"] for g in optimizer.param_groups}  # what the optimizer applies
                 lr_groups = [rates.get(g) if g >= len(groups) - n_unfrozen else None for g in range(len(groups))]
                 extra = {"tokens": tokens} if tokens is not None else {}
-                log.log(step, loss=loss.item(), lr=lr, epoch=epoch, unfrozen_groups=n_unfrozen,
+                log.log(step, loss=loss.item(), lr=lr, grad_norm=norm.item(), epoch=epoch, unfrozen_groups=n_unfrozen,
                         tokens_per_s=tokens_per_s, lr_groups=lr_groups, memory_mib=peak_memory_mib(device),
                         elapsed_s=elapsed_before + time.perf_counter() - started, **extra)
                 log.advance(loss.item(), tokens_per_s)

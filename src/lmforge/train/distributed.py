@@ -35,6 +35,19 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def fast_bf16_matmul(device: torch.device) -> bool:
+    """Whether bf16 matrix products run in hardware here: a CUDA device that supports bf16, or a CPU with
+    AVX512-BF16 or AMX (read from /proc/cpuinfo; False where that is not there to read)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def init_distributed(device_preference: str) -> Dist:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

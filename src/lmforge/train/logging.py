@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ class RunLogger:
         if not self.enabled:
             return
         record = {"step": step, "time": round(time.time(), 3), **values}
-        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.write(strict_json(record) + "\n")
         self.metrics.flush()
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for tracker in self.trackers:
@@ -66,6 +67,27 @@ class RunLogger:
         self.metrics.close()
         for tracker in self.trackers:
             tracker.close()
+
+
+def strict_json(record: dict) -> str:
+    """One JSON line that strict readers (jq, JSON.parse) accept: a NaN or infinite number becomes null (in a
+    list too), and the record's `nonfinite` field maps each key it happened in to what it held, as a string."""
+    bad = {k: str(v) for k, v in record.items() if _has_nonfinite(v)}
+    if bad:
+        record = {**{k: _finite(v) for k, v in record.items()}, "nonfinite": bad}
+    return json.dumps(record, allow_nan=False)
+
+
+def _has_nonfinite(value) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, (list, tuple)) and any(map(_has_nonfinite, value))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return [_finite(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 class Throughput:

@@ -16,27 +16,32 @@ _NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
 @torch.no_grad()
-def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """An approximately orthogonal matrix with g's singular vectors (the U V^T of its SVD)."""
+def orthogonalize(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An approximately orthogonal matrix with g's singular vectors (the U V^T of its SVD); for a stack of
+    matrices (..., m, n), each of them, in one batched iteration. The iteration runs in `dtype`: bfloat16
+    (as modded-nanogpt runs it) is about 1.5x faster where the hardware multiplies bf16, and its result
+    stays within cosine 0.99 of float32's (0.9996 on random 384x128 matrices; tests/train/test_muon.py)."""
     a, b, c = _NS_COEFFS
-    x = g.float()
-    wide = x.size(0) > x.size(1)
+    x = g.to(dtype)
+    wide = x.size(-2) > x.size(-1)
     if wide:
-        x = x.T  # iterate on the smaller Gram matrix
-    x = x / (x.norm() + 1e-7)  # the Frobenius norm bounds the spectral norm: all singular values <= 1
+        x = x.mT  # iterate on the smaller Gram matrix
+    # the Frobenius norm bounds the spectral norm: all singular values <= 1
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if wide else x).to(g.dtype)
+    return (x.mT if wide else x).to(g.dtype)
 
 
 class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters. lr is in units of the orthogonalised update (around 0.02 works)."""
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 weight_decay: float = 0.0, ns_steps: int = 5):
+                 weight_decay: float = 0.0, ns_steps: int = 5, ns_dtype: torch.dtype = torch.float32):
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                       ns_steps=ns_steps))
+        self.ns_dtype = ns_dtype
         for group in self.param_groups:
             if any(p.dim() != 2 for p in group["params"]):
                 raise ValueError("Muon takes only 2-D parameters")
@@ -44,20 +49,28 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            # matrices of one shape (the same layer of every block) are orthogonalised together: one batched
+            # Newton-Schulz iteration instead of one per matrix, whose small matmuls cost mostly overhead
+            by_shape: dict[tuple, list[torch.Tensor]] = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.mul_(group["momentum"]).add_(p.grad)
-                g = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
-                update = orthogonalize(g, group["ns_steps"])
+                if p.grad is not None:
+                    by_shape.setdefault((p.shape, p.dtype, p.device), []).append(p)
+            for params in by_shape.values():
+                grads = [p.grad for p in params]
+                bufs = []
+                for p in params:
+                    if "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                    bufs.append(self.state[p]["momentum_buffer"])
+                torch._foreach_mul_(bufs, group["momentum"])
+                torch._foreach_add_(bufs, grads)
+                g = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
+                updates = orthogonalize(torch.stack(g), group["ns_steps"], self.ns_dtype).unbind(0)
                 # an orthogonal m x n update has RMS 1/sqrt(max(m, n)); rescale tall matrices to match
-                update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(update, alpha=-group["lr"])
+                scale = max(1.0, params[0].size(0) / params[0].size(1)) ** 0.5
+                if group["weight_decay"]:
+                    torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
+                torch._foreach_add_(params, updates, alpha=-group["lr"] * scale)
 
 
 class Optimizers:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from lmforge.config import OptimizerConfig
+from lmforge.train.distributed import fast_bf16_matmul
 from lmforge.train.muon import Muon, Optimizers
 
 
@@ -39,8 +40,10 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
             if isinstance(m, nn.Linear) and m.weight.requires_grad and m.out_features not in vocab_sizes]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device):
-    """AdamW or SGD over decay / no-decay groups; for `muon`, Muon on the hidden matrices plus AdamW."""
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device, bf16_compute: bool = False):
+    """AdamW or SGD over decay / no-decay groups; for `muon`, Muon on the hidden matrices plus AdamW, its
+    Newton-Schulz iteration in bf16 when asked, or (auto) when the model computes in bf16 (`bf16_compute`)
+    on hardware that multiplies bf16."""
     decay, no_decay = decay_split(model)
     if cfg.name == "muon":
         muon_params = hidden_matrices(model)
@@ -48,8 +51,11 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device
         decay = [p for p in decay if id(p) not in taken]
         adamw = make_optimizer(_split_groups(decay, no_decay, cfg), cfg.model_copy(update={"name": "adamw"}), device)
         # lr_scale: the trainer sets each group's rate to schedule(step) * lr_scale
+        bf16 = cfg.muon_precision == "bfloat16" or (cfg.muon_precision == "auto" and bf16_compute
+                                                     and fast_bf16_matmul(device))
         muon = Muon([{"params": muon_params, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
-                    momentum=cfg.muon_momentum, weight_decay=cfg.weight_decay)
+                    momentum=cfg.muon_momentum, weight_decay=cfg.weight_decay,
+                    ns_dtype=torch.bfloat16 if bf16 else torch.float32)
         return Optimizers(adamw=adamw, muon=muon)
     return make_optimizer(_split_groups(decay, no_decay, cfg), cfg, device)
 

@@ -32,9 +32,10 @@ from lmforge.models.base import LanguageModel
 from lmforge.prepare import ensure_prepared
 from lmforge.report import write_report
 from lmforge.run import RunDir
-from lmforge.train.checkpoint import (capture_rng, load_carried_state, load_training_state,
+from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
+from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
 from lmforge.train.schedules import batch_rows, lr_at
@@ -65,11 +66,12 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
         shutdown(d)
 
 
+def _bf16(cfg: Config, device: torch.device) -> bool:
+    return cfg.train.dtype == "bfloat16" or (cfg.train.dtype == "auto" and device.type == "cuda")
+
+
 def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
-    dtype = cfg.train.dtype
-    if dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if _bf16(cfg, device) else contextlib.nullcontext()
 
 
 @dataclass
@@ -77,14 +79,16 @@ class StepDone:
     loss_sum: torch.Tensor  # summed cross-entropy of this rank's targets
     local_tokens: int  # this rank's targets
     tokens: float  # every rank's targets
-    grad_norm: torch.Tensor | None
+    grad_norm: torch.Tensor
     carried: object  # a recurrent model's state for the next window
+    finite: bool  # False: the step was skipped (train/guard.py)
 
 
 def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module, optimizer, loader, rows: int,
-                    carried, autocast, masked: bool, reset_id: int | None) -> StepDone:
+                    carried, autocast, masked: bool, reset_id: int | None, guard: NonFiniteGuard) -> StepDone:
     """One optimizer step: grad_accum_steps micro-batches of `rows` windows, the loss of the step the mean
-    cross-entropy over every target of the global batch (see the module doc), then clipping and the update."""
+    cross-entropy over every target of the global batch (see the module doc), then clipping and the update,
+    which the guard skips when the loss or the gradient norm is not finite (train/guard.py)."""
     batches = []
     for _ in range(cfg.train.grad_accum_steps):
         x, y = loader.next_batch()
@@ -115,11 +119,13 @@ def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module
         carried = map_tensors(torch.Tensor.detach, carried)  # truncated BPTT: no gradient into the past
         if reset_id is not None:
             carried = raw_model.reset_state(carried, (x == reset_id).any(dim=1))
-    grad_norm = (torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.train.grad_clip)
-                 if cfg.train.grad_clip > 0 else None)
-    optimizer.step()
+    norm = grad_norm(list(raw_model.parameters()), cfg.train.grad_clip)
+    # every rank decides alike: the gradients (and so their norm) are already averaged, the loss is summed here
+    finite = guard.ok(all_reduce_sum(step_loss.clone(), d), norm)
+    if finite:
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepDone(step_loss, local_tokens, n_tokens, grad_norm, carried)
+    return StepDone(step_loss, local_tokens, n_tokens, norm, carried if finite else None, finite)
 
 
 @dataclass
@@ -169,7 +175,7 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
     tc = cfg.train
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
-    optimizer = build_optimizer(raw_model, cfg.optimizer, d.device)
+    optimizer = build_optimizer(raw_model, cfg.optimizer, d.device, bf16_compute=_bf16(cfg, d.device))
     if raw_model.recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
     else:
@@ -241,6 +247,32 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
     barrier(d)
 
 
+def _skipped(run: RunDir, parts: Parts, at: Progress, d: Dist, log: RunLogger, guard: NonFiniteGuard,
+             done: StepDone, model: nn.Module, autocast, elapsed_s: float) -> None:
+    """Log a skipped step; after train.max_bad_steps in a row, stop, saving the weights if they are still good."""
+    log.log(at.step + 1, skipped=True, loss=done.loss_sum.item() / done.local_tokens,
+            grad_norm=done.grad_norm.item(), skipped_steps=guard.total)
+    log.write(f"step {at.step + 1}: loss or gradient norm not finite, skipped ({guard.in_a_row} in a row)")
+    if not guard.exhausted:
+        return
+    # Skipped steps change nothing, so the weights are those of step at.step. They are good if the fault was in
+    # the batches (or injected); if an update broke them, the validation loss says so, and they are not saved.
+    val_loss = evaluate(parts, model, d, autocast)
+    existing = run.path / "checkpoints" / f"step-{at.step}"
+    checkpoints = list_checkpoints(run.path)
+    if not math.isfinite(val_loss):
+        saved = ("the weights give a non-finite validation loss too, so they were not saved; "
+                 + (f"the last checkpoint, {checkpoints[-1][1]}, is as it was" if checkpoints
+                    else "no checkpoint was written before"))
+    elif existing.is_dir():
+        saved = f"{existing} holds these weights (validation loss {val_loss:.4f})"
+    else:
+        checkpoint(run, parts, at, d, val_loss, elapsed_s)
+        saved = f"the weights of step {at.step} (validation loss {val_loss:.4f}) are saved in {existing}"
+    log.close()
+    raise guard.error(at.step, saved)
+
+
 def wrap(raw_model: nn.Module, cfg: Config, d: Dist) -> nn.Module:
     """The model the steps call: compiled if asked, under DDP with several processes."""
     model = raw_model
@@ -276,6 +308,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
 
     val_loss = None
     throughput = Throughput()
+    guard = NonFiniteGuard(tc.max_bad_steps)
     tokens_per_s = 0.0
     stop = False
     model.train()
@@ -284,8 +317,11 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
         set_lr(parts.optimizer, lr)
 
         done = _optimizer_step(cfg, d, model, raw_model, parts.optimizer, parts.loader, batch_rows(at.step, tc),
-                               at.carried, autocast, masked, reset_id)
+                               at.carried, autocast, masked, reset_id, guard)
         at.carried = done.carried
+        if not done.finite:
+            _skipped(run, parts, at, d, log, guard, done, model, autocast, elapsed())
+            continue
         at.step += 1
         step = at.step
         throughput.add(done.tokens)
@@ -298,8 +334,9 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
             record = {"loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s}
             if at.tokens is not None:
                 record["tokens"] = at.tokens
-            if done.grad_norm is not None:
-                record["grad_norm"] = done.grad_norm.item()
+            record["grad_norm"] = done.grad_norm.item()
+            if guard.total:
+                record["skipped_steps"] = guard.total
             if d.device.type == "cuda":
                 record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
             record.update(memory_mib=peak_memory_mib(d.device), elapsed_s=elapsed())
