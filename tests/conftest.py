@@ -6,6 +6,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def lmforge_cache(tmp_path_factory):
+    """The measured CPU peak (train/peak.py) is cached in the session's tmp dir, not the user's home."""
+    os.environ["LMFORGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("lmforge-cache"))
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """About 30 kB of seeded pseudo-sentences: enough for a tiny char model to learn something."""

@@ -197,6 +197,27 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
         typer.echo(format_generation(result["generation"]))
 
 
+@app.command("bench-gemm")
+@one_line_errors
+def bench_gemm(dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16"),
+               threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's own choice, as training with train.num_threads empty)", show_default=False),
+               refresh: bool = typer.Option(False, "--refresh", help="measure again instead of reading the cache")) -> None:
+    """This CPU's measured GEMM peak FLOP/s, which training's MFU divides by (cached per machine)."""
+    import torch
+
+    from lmforge.errors import ConfigError
+    from lmforge.train.peak import cache_path, cpu_peak_flops
+
+    if dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"--dtype {dtype!r}: expected float32 or bfloat16")
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads {threads}: expected 1 or more")
+        torch.set_num_threads(threads)
+    flops = cpu_peak_flops(getattr(torch, dtype), refresh=refresh)
+    typer.echo(f"{flops / 1e9:,.1f} GFLOP/s ({dtype}, {torch.get_num_threads()} threads; cached in {cache_path()})")
+
+
 @app.command()
 @one_line_errors
 def report(run_dir: Path = typer.Argument(..., help="a run directory: training, fine-tuning or a bake-off's --out"),

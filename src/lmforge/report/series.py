@@ -19,6 +19,8 @@ CURVES = {
     "tokens_per_s": "tokens/s",
     "memory_mib": "peak memory (MiB)",
     "mfu": "model FLOPs utilisation",
+    "flops_per_s": "model FLOP/s",
+    "skipped_steps": "non-finite steps skipped",
     "unfrozen_groups": "layer groups training",
 }
 NOT_CURVES = {"step", "time", "elapsed_s", "epoch", "peak_memory_mib", "lr_groups"}

@@ -38,6 +38,7 @@ from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distri
 from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
+from lmforge.train.peak import peak_flops
 from lmforge.train.schedules import batch_rows, lr_at
 from lmforge.train.trackers import check_trackers, open_trackers
 
@@ -299,6 +300,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
                              tc.mlflow_tracking_uri) if d.is_main else []
     log = RunLogger(run.path, tc.max_steps, at.step, d.is_main, show_progress, trackers)
     flops_per_token = raw_model.flops_per_token()
+    peak = peak_flops(d.device, _bf16(cfg, d.device), tc.peak_flops) if d.is_main else None
     masked = raw_model.objective == "masked"
     # a recurrent model zeroes the state of rows whose document ended, when asked to
     reset_id = data.tokenizer.eod_id if raw_model.recurrent and cfg.model.reset_state_at_eod else None
@@ -337,8 +339,9 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
             record["grad_norm"] = done.grad_norm.item()
             if guard.total:
                 record["skipped_steps"] = guard.total
-            if d.device.type == "cuda":
-                record["mfu"] = flops_per_token * tokens_per_s / (tc.peak_flops * d.world_size)
+            if peak is not None:  # model FLOPs (train/peak.py, models/base.py) against every device's peak
+                record["flops_per_s"] = flops_per_token * tokens_per_s
+                record["mfu"] = record["flops_per_s"] / (peak * d.world_size)
             record.update(memory_mib=peak_memory_mib(d.device), elapsed_s=elapsed())
             log.log(step, **record)
             log.advance(loss_value, tokens_per_s)

@@ -1,0 +1,87 @@
+"""The peak FLOP/s that MFU divides by: a data-sheet figure for a GPU, a measured one for a CPU.
+
+A CPU's data-sheet peak (cores x clock x FMA width) is rarely what torch's GEMM reaches on it, and on a
+shared or virtual machine not even the core count is known. So the CPU peak is measured: the fastest of a
+few timed square matrix products of 256, 512 and 1024 rows (on a 2-core EPYC the smaller ones, which stay in
+cache, are the fastest), with the thread count training will use. It is measured once per machine, thread count, dtype and torch version, and
+cached in `peak-flops.json` under `$LMFORGE_CACHE_DIR`, else `$XDG_CACHE_HOME/lmforge`, else
+`~/.cache/lmforge`. `lmforge bench-gemm` prints it
+and `--refresh` measures it again. MFU against it says how close a step is to what this machine's GEMM
+can do, which is the question for a CPU run. It is not comparable with a GPU's MFU against a data sheet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from lmforge.io import atomic_write_json
+
+GPU_PEAK_FLOPS = 989e12  # H100 SXM, dense bf16: what `train.peak_flops` means when it is left empty on CUDA
+
+
+def cache_path() -> Path:
+    if os.environ.get("LMFORGE_CACHE_DIR"):
+        return Path(os.environ["LMFORGE_CACHE_DIR"]) / "peak-flops.json"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmforge" / "peak-flops.json"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def probe_gemm(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (256, 512, 1024), repeats: int = 5) -> float:
+    """FLOP/s of the fastest timed n x n matrix product (2 n^3 FLOPs) over the sizes, each after a warm-up."""
+    return max(_gemm_flops(dtype, n, repeats) for n in sizes)
+
+
+def _gemm_flops(dtype: torch.dtype, n: int, repeats: int) -> float:
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b  # warm-up: thread pool, packing buffers
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * n ** 3 / best
+
+
+def cpu_peak_flops(dtype: torch.dtype = torch.float32, refresh: bool = False) -> float:
+    """This CPU's measured GEMM peak at torch's current thread count, from the cache unless `refresh`."""
+    key = f"{_cpu_name()} | {torch.get_num_threads()} threads | {str(dtype).removeprefix('torch.')} | torch {torch.__version__}"
+    path = cache_path()
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cached = {}
+    if not isinstance(cached, dict):
+        cached = {}
+    if not refresh and isinstance(cached.get(key), (int, float)) and cached[key] > 0:
+        return float(cached[key])
+    cached[key] = probe_gemm(dtype)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, cached)
+    except OSError:
+        pass  # a read-only home costs a probe per run, not the run
+    return cached[key]
+
+
+def peak_flops(device: torch.device, bf16: bool, configured: float | None) -> float:
+    """What MFU divides by on one device: train.peak_flops when set, else the GPU data-sheet figure on CUDA
+    or the measured GEMM peak in the training dtype on the CPU."""
+    if configured is not None:
+        return configured
+    if device.type == "cuda":
+        return GPU_PEAK_FLOPS
+    return cpu_peak_flops(torch.bfloat16 if bf16 else torch.float32)
