@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from pickle import UnpicklingError  # the error torch.load(weights_only=True) raises on code; nothing is unpickled here
 
 import numpy as np
 import torch
@@ -104,6 +105,9 @@ def load_carried_state(ckpt: Path, rank: int, device: torch.device):
         return None
     try:
         state = torch.load(path, weights_only=True, map_location=device)[rank]
+    except UnpicklingError:
+        raise CheckpointError(f"{path}: holds objects other than tensors and plain values, which lmforge never "
+                              "loads (a tampered or foreign file)") from None
     except (OSError, RuntimeError, IndexError, EOFError) as e:
         raise CheckpointError(f"{path}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
     return state
@@ -153,6 +157,9 @@ def load_training_state(ckpt: Path, optimizer: torch.optim.Optimizer) -> dict:
     try:
         state = json.loads((Path(ckpt) / "state.json").read_text())
         optimizer.load_state_dict(torch.load(Path(ckpt) / "optimizer.pt", weights_only=True))
+    except UnpicklingError:
+        raise CheckpointError(f"{Path(ckpt) / 'optimizer.pt'}: holds objects other than tensors and plain values, "
+                              "which lmforge never loads (a tampered or foreign file)") from None
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{ckpt}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
     return state
