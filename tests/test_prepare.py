@@ -151,3 +151,39 @@ def test_prepare_runs_the_recipe_clean_and_curate_stages(tiny_config, tiny_corpu
 def test_prepare_refuses_curate_splits(tiny_config):
     with pytest.raises(ConfigError, match="curate.val_fraction"):
         prepare(tiny_config("curate.val_fraction=0.1"), progress=False)
+
+
+def test_the_tokenizer_sample_is_spread_evenly_over_the_corpus():
+    from lmforge.prepare import sample_evenly
+
+    texts = [f"{i:03d}" + "x" * 996 for i in range(100)]  # 1,000 bytes each
+    kept = list(sample_evenly(texts, 100_000, 10_000))
+    assert [t[:3] for t in kept] == [f"{i:03d}" for i in range(9, 100, 10)]  # every tenth, to the end
+    assert list(sample_evenly(texts, 100_000, 100_000)) == texts  # a corpus within the budget: all of it
+    assert list(sample_evenly(texts, 0, 10)) == texts  # size unknown (the built-in corpus): all of it
+
+
+def test_a_corpus_larger_than_the_sample_trains_its_tokenizer_on_all_its_parts(tmp_path):
+    """Three files, each with its own words, and a sample a third of their size: the word vocabulary holds
+    words of all three, where the first third of the corpus would give only the first file's."""
+    words = {name: [f"{name}{i}" for i in range(30)] for name in ("alpha", "beta", "gamma")}
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, vocab in words.items():
+        (corpus / f"{name}.txt").write_text("\n".join(" ".join(vocab) for _ in range(40)))
+    size = sum(f.stat().st_size for f in corpus.iterdir())
+    common = [f"data.path={corpus}", "data.txt_documents=line", "tokenizer.kind=word", "tokenizer.vocab_size=200",
+              "tokenizer.min_frequency=1"]
+    out = prepare(load_config(None, [*common, f"tokenizer.train_sample_bytes={size // 3}"]), tmp_path / "sampled",
+                  progress=False)
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    assert all(any(w in vocab for w in ws) for ws in words.values()), sorted(vocab)[:20]
+    whole = prepare(load_config(None, common), tmp_path / "whole", progress=False)
+    assert len(json.loads((whole / "tokenizer.json").read_text())["model"]["vocab"]) >= len(vocab)
+
+
+def test_train_max_bytes_is_the_old_name_of_train_sample_bytes_and_keeps_the_data_key():
+    old = load_config(None, ["tokenizer.train_max_bytes=1000"])
+    new = load_config(None, ["tokenizer.train_sample_bytes=1000"])
+    assert old.tokenizer.train_sample_bytes == 1000 and old.data_key() == new.data_key()
+    assert Config().data_key() == "3e517cf7803c"  # the default job's key before the rename: its shards stay current

@@ -100,13 +100,13 @@ def test_word_vocabulary_cap_min_frequency_and_split():
     assert "didn't" in pre_split.backend.get_vocab() and len(pre_split.encode("a didn't")) == 2
 
 
-def test_lowercase_and_train_max_bytes():
+def test_lowercase_and_train_sample_bytes():
     tok = Tokenizer.train(TokenizerConfig(kind="char", lowercase=True, eod=False), ["ABC abc"])
     assert tok.encode("ABC") == tok.encode("abc") and tok.vocab_size == 5  # <unk> a b c space
-    capped = Tokenizer.train(TokenizerConfig(kind="char", eod=False, train_max_bytes=4), ["ab", "cd", "ef"])
+    capped = Tokenizer.train(TokenizerConfig(kind="char", eod=False, train_sample_bytes=4), ["ab", "cd", "ef"])
     assert set(capped.backend.get_vocab()) == {UNK, "a", "b", "c", "d"}
     # a cut inside a multi-byte character drops the broken tail
-    cut = Tokenizer.train(TokenizerConfig(kind="char", eod=False, train_max_bytes=2), ["aé"])
+    cut = Tokenizer.train(TokenizerConfig(kind="char", eod=False, train_sample_bytes=2), ["aé"])
     assert set(cut.backend.get_vocab()) == {UNK, "a"}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lmforge.errors import ConfigError
 
@@ -47,7 +47,7 @@ class TokenizerConfig(Section):
     eod: bool = Field(True, description="append an end-of-document token <|endoftext|> after every document")
     path: str | None = Field(None, description="use this existing tokenizer.json instead of training one")
     mask_token: bool = Field(False, description="add a <mask> special token (masked-LM encoders; on by itself for model.arch=encoder)")
-    train_max_bytes: int = Field(200_000_000, ge=1, description="train the tokenizer on at most this many bytes from the start of the corpus")
+    train_sample_bytes: int = Field(200_000_000, ge=1, validation_alias=AliasChoices("train_sample_bytes", "train_max_bytes"), description="train the tokenizer on at most this many bytes, sampled evenly over the whole corpus (all of a smaller one); train_max_bytes, its old name, still works")
 
 
 class GPTConfig(Section):
@@ -486,8 +486,10 @@ class Config(Section):
     def data_key(self) -> str:
         """Hash of everything that decides the prepared token shards (not the model or training)."""
         # mask_token only when on, so that recipes without it keep the keys (and shards) they had
-        payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes"}),
-                   "tokenizer": self.tokenizer.model_dump(exclude=set() if self.tokenizer.mask_token else {"mask_token"})}
+        tokenizer = self.tokenizer.model_dump(exclude=set() if self.tokenizer.mask_token else {"mask_token"})
+        # under its old name, so that the keys (and shards) of every recipe stay as they were
+        tokenizer["train_max_bytes"] = tokenizer.pop("train_sample_bytes")
+        payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes"}), "tokenizer": tokenizer}
         # only when set, so recipes without text stages keep the keys (and shards) they had
         payload.update({name: stage.model_dump() for name in ("clean", "curate", "augment")
                         if (stage := getattr(self, name)) is not None})

@@ -6,8 +6,8 @@ the tokenizer on the cleaned training corpus (or loads tokenizer.path) and encod
 token shards of data/shards.py. Without data.val_path, validation is the last `data.val_fraction` of the
 token stream, nanoGPT's convention: train is the first int(n * (1 - val_fraction)) tokens.
 
-The corpus is streamed twice (tokenizer training on its first `tokenizer.train_max_bytes`, then
-encoding), in bounded pieces and batches, so memory does not grow with the corpus. The directory is
+The corpus is streamed twice (tokenizer training on `tokenizer.train_sample_bytes` sampled evenly over
+it, then encoding), in bounded pieces and batches, so memory does not grow with the corpus. The directory is
 built under a temporary name and renamed when complete. `ensure_prepared` reuses it while it is current,
 so that `lmforge train` and the bake-off prepare only what they have not seen.
 """
@@ -73,6 +73,24 @@ def corpus_pieces(cfg: Config, data: DataConfig, stats: ReadStats, max_chars: in
             curator.close()
 
 
+def sample_evenly(texts: Iterable[str], corpus_bytes: int, budget: int) -> Iterator[str]:
+    """About `budget` bytes of the texts, spread evenly over a corpus of `corpus_bytes` (its size on disk):
+    a text is kept when the credit earned at budget / corpus_bytes per byte read covers it, so every stretch of
+    the corpus gives its share, deterministically and in one streaming pass. A corpus no larger than the budget
+    is kept whole, so its tokenizer is what it always was. Compressed or cleaned text is smaller than its
+    files: its share ends up a little under the budget."""
+    if not corpus_bytes or corpus_bytes <= budget:
+        yield from texts
+        return
+    credit = 0  # in bytes x corpus_bytes, so that the arithmetic is exact
+    for text in texts:
+        size = len(text.encode("utf-8"))
+        credit += size * budget
+        if credit >= size * corpus_bytes:
+            credit -= size * corpus_bytes
+            yield text
+
+
 def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> Path:
     """Train (or load) the tokenizer, encode the corpus into token shards, write meta.json; returns the dir."""
     out = Path(out_dir) if out_dir is not None else prepared_dir(cfg)
@@ -81,7 +99,10 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
     if cfg.tokenizer.path:
         tokenizer = Tokenizer.load(cfg.tokenizer.path)
     else:
-        texts = (piece for piece, _ in corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS))
+        pieces = corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS)
+        corpus_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data.model_copy(update={"val_path": None,
+                                                                                          "test_path": None})))
+        texts = sample_evenly((piece for piece, _ in pieces), corpus_bytes, cfg.tokenizer.train_sample_bytes)
         first = next(texts, None)
         if first is None:
             raise DataError(f"{where}: corpus is empty")

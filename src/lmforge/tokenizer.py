@@ -79,10 +79,11 @@ class Tokenizer:
 
     @classmethod
     def train(cls, cfg: TokenizerConfig, texts: Iterable[str], progress: bool = False) -> "Tokenizer":
-        """Train a tokenizer of kind `cfg.kind` on at most cfg.train_max_bytes of `texts`."""
+        """Train a tokenizer of kind `cfg.kind` on at most cfg.train_sample_bytes of `texts` (the first ones: which
+        texts to give it is the caller's choice; prepare samples them over the corpus)."""
         specials = ([UNK] if cfg.kind != "bpe" else []) + ([EOD] if cfg.eod else []) + ([MASK] if cfg.mask_token else [])
         normalizer = normalizers.Lowercase() if cfg.lowercase else None
-        batches = _training_batches(texts, cfg.train_max_bytes, specials)
+        batches = _training_batches(texts, cfg.train_sample_bytes, specials)
 
         if cfg.kind == "char":
             tk = _char_tokenizer(batches, specials, normalizer)
