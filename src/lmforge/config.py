@@ -190,7 +190,7 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(16, ge=1, description="sequences per forward pass per process")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (global batch = micro_batch_size x grad_accum_steps x world size)")
     grad_clip: float = Field(1.0, ge=0, description="clip the global gradient norm to this; 0 = off")
-    max_bad_steps: int = Field(5, ge=1, description="a step whose loss or gradient norm is not finite is skipped (no update, the schedule waits); this many in a row stop the run with one line and a checkpoint of the last good weights")
+    max_bad_steps: int = Field(5, ge=1, description="a step whose loss or gradient norm is not finite is skipped (no update, the schedule waits); this many in a row stop the run with one line, checkpointing the weights if they still give a finite validation loss")
     batch_warmup_steps: int = Field(0, ge=0, description="grow the micro-batch linearly from batch_warmup_start sequences to micro_batch_size over this many steps; 0 = off (fixed-context models only)")
     batch_warmup_start: int = Field(1, ge=1, description="sequences per micro-batch at step 0 of the batch-size warm-up")
     seed: int = Field(1337, description="seeds model init, batch sampling and dropout")

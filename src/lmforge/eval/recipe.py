@@ -47,7 +47,8 @@ def eval_settings(saved: EvalConfig, **given) -> EvalConfig:
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str = "val", checkpoint: str = "last",
              batch_size: int | None = None, stride: int | None = None, documents: bool | None = None,
-             metrics: bool | None = None, samples: int | None = None, device: str | None = None, dtype: str | None = None) -> dict:
+             metrics: bool | None = None, samples: int | None = None, device: str | None = None,
+             dtype: str | None = None) -> dict:
     """Metrics of the run in `run_dir` (checkpoint last, best or step-N) on `data` or on a split of its own
     data. An option left None is the run's own eval.<option> (config.py's EvalConfig). The result is also
     appended to the run's evals.jsonl, for its report."""

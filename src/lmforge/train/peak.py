@@ -3,10 +3,10 @@
 A CPU's data-sheet peak (cores x clock x FMA width) is rarely what torch's GEMM reaches on it, and on a
 shared or virtual machine not even the core count is known. So the CPU peak is measured: the fastest of a
 few timed square matrix products of 256, 512 and 1024 rows (on a 2-core EPYC the smaller ones, which stay in
-cache, are the fastest), with the thread count training will use. It is measured once per machine, thread count, dtype and torch version, and
-cached in `peak-flops.json` under `$LMFORGE_CACHE_DIR`, else `$XDG_CACHE_HOME/lmforge`, else
-`~/.cache/lmforge`. `lmforge bench-gemm` prints it
-and `--refresh` measures it again. MFU against it says how close a step is to what this machine's GEMM
+cache, are the fastest), with the thread count training will use. It is measured once per machine,
+thread count, dtype and torch version, and cached in `peak-flops.json` under `$LMFORGE_CACHE_DIR`, else
+`$XDG_CACHE_HOME/lmforge`, else `~/.cache/lmforge`. `lmforge bench-gemm` prints it and `--refresh` measures
+it again. MFU against it says how close a step is to what this machine's GEMM
 can do, which is the question for a CPU run. It is not comparable with a GPU's MFU against a data sheet.
 """
 
@@ -39,7 +39,8 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def probe_gemm(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (256, 512, 1024), repeats: int = 5) -> float:
+def probe_gemm(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (256, 512, 1024),
+               repeats: int = 5) -> float:
     """FLOP/s of the fastest timed n x n matrix product (2 n^3 FLOPs) over the sizes, each after a warm-up."""
     return max(_gemm_flops(dtype, n, repeats) for n in sizes)
 
@@ -58,7 +59,8 @@ def _gemm_flops(dtype: torch.dtype, n: int, repeats: int) -> float:
 
 def cpu_peak_flops(dtype: torch.dtype = torch.float32, refresh: bool = False) -> float:
     """This CPU's measured GEMM peak at torch's current thread count, from the cache unless `refresh`."""
-    key = f"{_cpu_name()} | {torch.get_num_threads()} threads | {str(dtype).removeprefix('torch.')} | torch {torch.__version__}"
+    name = str(dtype).removeprefix("torch.")
+    key = f"{_cpu_name()} | {torch.get_num_threads()} threads | {name} | torch {torch.__version__}"
     path = cache_path()
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
