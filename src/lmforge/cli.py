@@ -5,6 +5,7 @@ Errors from bad input (`LmforgeError`) are printed as one line and exit with sta
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -15,6 +16,7 @@ import typer
 
 from lmforge.config import AugmentConfig, EvalConfig, SampleConfig, TrainConfig
 from lmforge.errors import LmforgeError
+from lmforge.io import DISK_ERRNOS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Raw text to a trained, evaluated language model.")
@@ -33,6 +35,11 @@ def one_line_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except LmforgeError as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as e:  # a file no reader or atomic writer wrapped (a tracker's files, a scratch file)
+            if e.errno not in DISK_ERRNOS | {errno.EACCES, errno.EPERM}:
+                raise
+            typer.echo(f"error: {e.filename or 'writing an output'}: {os.strerror(e.errno)}", err=True)
             raise typer.Exit(2) from None
     return wrapper
 

@@ -15,3 +15,7 @@ class DataError(LmforgeError):
 
 class CheckpointError(LmforgeError):
     """A run directory or checkpoint is missing, truncated or foreign."""
+
+
+class WriteError(LmforgeError):
+    """An output could not be written: the disk is full or read-only, or the folder is not writable."""

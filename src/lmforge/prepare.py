@@ -9,7 +9,8 @@ token stream, nanoGPT's convention: train is the first int(n * (1 - val_fraction
 The corpus is streamed twice (tokenizer training on `tokenizer.train_sample_bytes` sampled evenly over
 it, then encoding), in bounded pieces and batches, so memory does not grow with the corpus. The directory is
 built under a temporary name and renamed when complete. `ensure_prepared` reuses it while it is current,
-so that `lmforge train` and the bake-off prepare only what they have not seen.
+so that `lmforge train` and the bake-off prepare only what they have not seen, and holds a lock beside it
+(`.NAME.lock`) while it builds, so that processes preparing the same data at once build it once.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lmforge.corpora import DEFAULT_SOURCE, ReadStats, cut_pieces, iter_pieces, 
 from lmforge.data.shards import (META_VERSION, PIECE_CHARS, ShardWriter, encode_pieces, is_current, prepared_dir,
                                  ranges, token_dtype)
 from lmforge.errors import ConfigError, DataError
-from lmforge.io import atomic_dir, atomic_write_json
+from lmforge.io import atomic_dir, atomic_write_json, exclusive
 from lmforge.text.clean import Cleaner
 from lmforge.text.curate import Analyser, Curator
 from lmforge.text.parallel import default_workers
@@ -170,4 +171,9 @@ def ensure_prepared(cfg: Config, progress: bool = True) -> Path:
     out = prepared_dir(cfg)
     if is_current(out, cfg):
         return out
-    return prepare(cfg, out, progress)
+    # two prepares of the same data at once (two trainings started together): the second waits for the first
+    # and then finds its shards current, instead of encoding them again and replacing them under its reader
+    with exclusive(out.with_name(f".{out.name}.lock"), f"preparing {out}"):
+        if is_current(out, cfg):
+            return out
+        return prepare(cfg, out, progress)

@@ -12,7 +12,7 @@ import torch
 
 from tqdm import tqdm
 
-from lmforge.io import atomic_write_text
+from lmforge.io import DISK_ERRNOS, atomic_write_text, disk_error
 
 
 class RunLogger:
@@ -36,8 +36,13 @@ class RunLogger:
         if not self.enabled:
             return
         record = {"step": step, "time": round(time.time(), 3), **values}
-        self.metrics.write(strict_json(record) + "\n")
-        self.metrics.flush()
+        try:
+            self.metrics.write(strict_json(record) + "\n")
+            self.metrics.flush()
+        except OSError as e:
+            if e.errno in DISK_ERRNOS:
+                raise disk_error(self.metrics.name, e) from None
+            raise
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for tracker in self.trackers:
             tracker.log(step, numbers, record["time"])

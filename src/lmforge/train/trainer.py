@@ -209,6 +209,9 @@ def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite:
         restore_rng(state["rng"][d.rank])
         progress = Progress(state["step"], state.get("best_val_loss"), state.get("evals_since_best", 0),
                             state.get("elapsed_s", 0.0), state.get("tokens"), load_carried_state(ckpt, d.rank, d.device))
+        if progress.step >= parts.cfg.train.max_steps:
+            raise ConfigError(f"train.max_steps={parts.cfg.train.max_steps}: {ckpt} is already at step "
+                              f"{progress.step}; give a larger train.max_steps to train on")
         if d.is_main:
             run.lock()
             trim_metrics(run.path, progress.step)  # what the stopped run logged after this checkpoint is done again

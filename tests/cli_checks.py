@@ -1,0 +1,33 @@
+"""What every bad-input and fault test checks of the CLI: exit status 2, one line naming the culprit, nothing
+left that looks finished."""
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lmforge.cli import app
+
+
+def invoke(*args) -> tuple[int, str, str]:
+    """`lmforge ARGS` in this process: (exit status, stdout, stderr). An exception that escaped the CLI (a bug,
+    the traceback a user would see) is re-raised, so that the test fails with it."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_one_line_error(code: int, err: str, needle: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+TEMPORARY = re.compile(r"^\..+\.(tmp|old)-\d+$|^\.lmforge-")
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temporaries of atomic writes and scratch folders anywhere under root."""
+    return sorted(p for p in Path(root).rglob("*") if TEMPORARY.match(p.name))
