@@ -8,6 +8,11 @@ from typer.testing import CliRunner
 
 from lmforge.cli import app
 
+# a char GPT that trains 4 steps in a second, checkpointing at steps 2 and 4
+TINY = ["tokenizer.kind=char", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16",
+        "train.micro_batch_size=4", "train.max_steps=4", "train.eval_interval=2", "train.tensorboard=false",
+        "schedule.warmup_steps=1", "sample.num_samples=1", "sample.max_new_tokens=8", "train.num_threads=1"]
+
 
 def invoke(*args) -> tuple[int, str, str]:
     """`lmforge ARGS` in this process: (exit status, stdout, stderr). An exception that escaped the CLI (a bug,

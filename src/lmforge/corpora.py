@@ -60,6 +60,8 @@ class ReadStats:
     empty_documents: int = 0
     bytes_read: int = 0
     replaced_chars: int = 0
+    nul_chars: int = 0
+    chars_read: int = 0
     sources: list[dict] = field(default_factory=list)
 
 
@@ -84,6 +86,8 @@ def _reads(read: Callable[[int], str], size: int, stats: ReadStats) -> Iterator[
         stats.replaced_chars += getattr(_replaced, "n", 0) - before
         if not text:
             return
+        stats.chars_read += len(text)
+        stats.nul_chars += text.count("\0")
         yield text
 
 
@@ -203,6 +207,15 @@ def _txt_chunks(f: io.TextIOBase, mode: str, max_chars: int, stats: ReadStats) -
         yield "", True
 
 
+def no_column(path: Path, name: str, columns: list[str]) -> DataError:
+    """The error for a table without column `name`; a header of NULs and U+FFFD is text in UTF-16 or binary."""
+    listed = ", ".join(columns)
+    if "\0" in listed or "\ufffd" in listed:
+        return DataError(f"{path}: no column {name!r}: the header is not UTF-8 text (UTF-16, or a binary file; "
+                         "convert it: iconv -f ENCODING -t UTF-8)")
+    return DataError(f"{path}: no column {name!r} (columns: {listed})")
+
+
 def _text_of(value: object, where: str, name: str) -> str:
     if value is None:
         return ""  # a null field is an empty document, as in parquet
@@ -216,7 +229,8 @@ def json_record(line: str, where: str) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        hint = ": NUL bytes, so UTF-16 or binary" if "\0" in line else ""
+        raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno}{hint})") from None
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got a {type(record).__name__}")
     return record
@@ -237,13 +251,14 @@ def _csv_chunks(f: io.TextIOBase, path: Path, name: str, delimiter: str,
     # TSV files (GLUE and friends) do not quote: a field may start with '"'
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default 128 KiB rejects long documents
-    reader = csv.reader(_reads(f.readline, -1, stats), delimiter=delimiter, quoting=quoting)
+    # strict: a quote never closed is an error, not the rest of the file read as one field
+    reader = csv.reader(_reads(f.readline, -1, stats), delimiter=delimiter, quoting=quoting, strict=True)
     try:
         header = next(reader, None)
         if header is None:
             return
         if name not in header:
-            raise DataError(f"{path}: no column {name!r} (columns: {', '.join(header)})")
+            raise no_column(path, name, header)
         col = header.index(name)
         for row in reader:
             if not row:
@@ -262,8 +277,8 @@ def open_parquet(f: BinaryIO, path: Path, name: str) -> "pyarrow.parquet.Parquet
 
     try:
         pf = pq.ParquetFile(f)
-    except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{path}: not a readable parquet file ({e})") from None
+    except (pa.ArrowException, OSError, EOFError, zlib.error) as e:  # EOFError: a truncated .parquet.gz
+        raise DataError(f"{path}: not a readable parquet file ({e or type(e).__name__})") from None
     columns = pf.schema_arrow.names
     if name not in columns:
         raise DataError(f"{path}: no column {name!r} (columns: {', '.join(columns)})")
@@ -281,10 +296,12 @@ def _parquet_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, b
             yield value or "", True
 
 
-def _file_chunks(path: Path, cfg: DataConfig, max_chars: int, stats: ReadStats) -> Iterator[tuple[str, bool]]:
+def _file_chunks(path: Path, cfg: DataConfig, max_chars: int, stats: ReadStats,
+                 require_text: bool) -> Iterator[tuple[str, bool]]:
     fmt = cfg.format if cfg.format != "auto" else (format_of(path) or "txt")
     gz = path.name.lower().endswith(".gz")
     mtime_ns = path.stat().st_mtime_ns
+    before = (stats.replaced_chars + stats.nul_chars, stats.chars_read)
     with open(path, "rb", buffering=0) as raw:
         hashed = _Hashed(raw, stats)
         try:
@@ -311,6 +328,12 @@ def _file_chunks(path: Path, cfg: DataConfig, max_chars: int, stats: ReadStats) 
                 pass
         except (EOFError, OSError, zlib.error) as e:  # a truncated or corrupt .gz
             raise DataError(f"{path}: unreadable ({e})") from None
+    # a few undecodable bytes are repaired and counted; a file full of them (or of NULs, as UTF-16 text
+    # read as UTF-8 is) is binary or in another encoding, and training on its replacement marks is no use
+    bad, chars = stats.replaced_chars + stats.nul_chars - before[0], stats.chars_read - before[1]
+    if require_text and bad > max(16, chars // 100):  # more than 1 %, and more than a stray few
+        raise DataError(f"{path}: not UTF-8 text ({bad:,} of {chars:,} characters undecodable or NUL): a binary "
+                        "file, or text in another encoding (convert it: iconv -f ENCODING -t UTF-8)")
     stats.files += 1
     stats.sources.append({"path": str(path), "bytes": hashed.nbytes, "sha256": hashed.sha.hexdigest(),
                           "mtime_ns": mtime_ns})
@@ -327,15 +350,17 @@ def _default_chunks(stats: ReadStats) -> Iterator[tuple[str, bool]]:
     stats.sources.append({"path": DEFAULT_SOURCE, "bytes": nbytes, "sha256": sha.hexdigest(), "mtime_ns": None})
 
 
-def iter_pieces(cfg: DataConfig, stats: ReadStats | None = None,
-                max_chars: int = PIECE_CHARS) -> Iterator[tuple[str, bool]]:
-    """Stream the corpus as (text piece, ends_document); pieces hold at most max_chars characters."""
+def iter_pieces(cfg: DataConfig, stats: ReadStats | None = None, max_chars: int = PIECE_CHARS,
+                require_text: bool = True) -> Iterator[tuple[str, bool]]:
+    """Stream the corpus as (text piece, ends_document); pieces hold at most max_chars characters. With
+    `require_text`, a file that is mostly undecodable or NUL is a DataError; the text stages turn it off,
+    since their cleaner repairs and counts such input (its `binary` guard, docs/cleaning.md)."""
     stats = stats if stats is not None else ReadStats()
     if cfg.path is None:
         yield from _pieces(_default_chunks(stats), max_chars, stats)
         return
     for path in list_sources(cfg.path):
-        yield from _pieces(_file_chunks(path, cfg, max_chars, stats), max_chars, stats)
+        yield from _pieces(_file_chunks(path, cfg, max_chars, stats, require_text), max_chars, stats)
 
 
 _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "ensurepip", "turtledemo", "__pycache__"}

@@ -66,7 +66,8 @@ def corpus_pieces(cfg: Config, data: DataConfig, stats: ReadStats, max_chars: in
                     Analyser(stage) if stage is not None else None)
     curator = Curator(stage, None) if stage is not None else None
     report = Report("prepare", data.path or "", [], {}, default_workers())
-    docs = docs_of_pieces(iter_pieces(data, stats, stage.max_chars if stage is not None else max_chars))
+    docs = docs_of_pieces(iter_pieces(data, stats, stage.max_chars if stage is not None else max_chars,
+                                      require_text=False))  # the cleaner repairs and counts bad bytes
     try:
         yield from _pieces_of(run_docs(docs, task, curator, report, report.workers), max_chars)
     finally:

@@ -87,13 +87,13 @@ class Plan:
     original_keys: set[int] = field(default_factory=set)
 
 
-def _plan(data: DataConfig, cfg: AugmentConfig, limit: int | None) -> Plan:
+def _plan(data: DataConfig, cfg: AugmentConfig, limit: int | None, bad: Malformed) -> Plan:
     plan = Plan()
     roots: dict[str, str] = {}  # an original's id -> its split, for copies already in the input
     inherited: list[tuple[int, str]] = []
     draws: list[tuple[float, int]] = []
     hasher = None
-    for doc in read_docs(data, ReadStats(), Malformed(), cfg.max_chars):
+    for doc in read_docs(data, ReadStats(), bad, cfg.max_chars):
         if doc.first:
             hasher = hashlib.blake2b(digest_size=8)
         hasher.update(doc.text.encode("utf-8", "surrogatepass"))
@@ -214,9 +214,12 @@ def augment(source: str | Path, output: str | Path, cfg: AugmentConfig | None = 
         check_writable(path)
     method = build_method(cfg)  # a bad model folder fails here, before anything is read or written
     started = time.perf_counter()
-    plan = _plan(data, cfg, limit)
+    skipped = Malformed()
+    plan = _plan(data, cfg, limit, skipped)
     if not plan.splits:
-        raise DataError(f"{source}: no texts to augment (empty, or only whitespace)")
+        raise DataError(f"{source}: no texts to augment (empty, or only whitespace"
+                        + (f"; {skipped.count:,} malformed records, the first {skipped.where[0]})" if skipped.count
+                           else ")"))
     report = Report("augment", str(source), [str(p) for p in outputs.values()],
                     {"augment": cfg.model_dump(mode="json"), "method": method.settings,
                      "data": {"field": data.field, "format": data.format}}, workers=1)
@@ -253,7 +256,8 @@ def augment(source: str | Path, output: str | Path, cfg: AugmentConfig | None = 
     report.documents_in = index
     report.duration_s = time.perf_counter() - started
     report.read = {"files": len(sources), "documents": stats.documents, "empty_documents": stats.empty_documents,
-                   "invalid_utf8_replaced_chars": stats.replaced_chars, "bytes_read": stats.bytes_read,
+                   "invalid_utf8_replaced_chars": stats.replaced_chars, "nul_chars": stats.nul_chars,
+                   "bytes_read": stats.bytes_read,
                    "malformed_records": bad.count, "malformed_where": bad.where}
     counts = run.counts
     written = sum(c["copies"] for c in run.per_split.values())

@@ -109,12 +109,16 @@ def run_files(command: str, source: str | Path, output: str | Path, data: DataCo
             for doc, split in run_docs(docs, task, curator, report, workers, bar):
                 writers[split].write(doc.text, doc.fields, doc.first, doc.last)
                 report.bytes_out += len(doc.text.encode("utf-8", "surrogatepass"))
+            if stats.documents == 0:  # raised inside the writers, so that no output is left
+                raise DataError(f"{source}: no documents (empty, or only whitespace"
+                                + (f"; {bad.count:,} malformed records, the first {bad.where[0]})" if bad.count else ")"))
             report.documents_out = sum(w.documents for w in writers.values())
     finally:
         bar.close()
     report.duration_s = time.perf_counter() - start
     report.read = {"files": stats.files, "documents": stats.documents, "empty_documents": stats.empty_documents,
-                   "invalid_utf8_replaced_chars": stats.replaced_chars, "bytes_read": stats.bytes_read,
+                   "invalid_utf8_replaced_chars": stats.replaced_chars, "nul_chars": stats.nul_chars,
+                   "bytes_read": stats.bytes_read,
                    "malformed_records": bad.count, "malformed_where": bad.where}
     if curator is not None:
         report.extra = curator.summary()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from lmforge.config import DataConfig
-from lmforge.corpora import ReadStats, cut_pieces, format_of, iter_pieces, list_sources, open_parquet
+from lmforge.corpora import ReadStats, cut_pieces, format_of, iter_pieces, list_sources, no_column, open_parquet
 from lmforge.errors import DataError
 from lmforge.io import atomic_path
 
@@ -109,10 +109,12 @@ def _csv_records(path: Path, name: str, delimiter: str, stats: ReadStats, bad: M
     # TSV files (GLUE and friends) do not quote, as corpora's reader assumes too
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default 128 KiB rejects long documents
-    rows = csv.DictReader(_lines(path, stats), delimiter=delimiter, quoting=quoting, restkey=_EXTRA_COLUMNS)
+    # strict: a quote never closed is an error, not the rest of the file read as one field
+    rows = csv.DictReader(_lines(path, stats), delimiter=delimiter, quoting=quoting, restkey=_EXTRA_COLUMNS,
+                          strict=True)
     try:
         if rows.fieldnames is not None and name not in rows.fieldnames:
-            raise DataError(f"{path}: no column {name!r} (columns: {', '.join(rows.fieldnames)})")
+            raise no_column(path, name, list(rows.fieldnames))
         for row in rows:
             if _EXTRA_COLUMNS in row or None in row.values():  # too many or too few columns
                 bad.note(f"{path} line {rows.line_num}: expected {len(rows.fieldnames or [])} columns")
@@ -179,7 +181,7 @@ def read_docs(data: DataConfig, stats: ReadStats, bad: Malformed, max_chars: int
         fmt = data.format if data.format != "auto" else (format_of(path) or "txt")
         if fmt == "txt":
             one_file = data.model_copy(update={"path": str(path), "format": "txt"})
-            yield from docs_of_pieces(iter_pieces(one_file, stats, max_chars))
+            yield from docs_of_pieces(iter_pieces(one_file, stats, max_chars, require_text=False))
             continue
         for text, fields in _records(path, fmt, data, stats, bad):
             if len(text) <= max_chars:
