@@ -566,6 +566,8 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
             raise ConfigError(f"{path}: recipe not found")
         try:
             tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a YAML recipe (byte {e.start} is not UTF-8)") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
