@@ -9,8 +9,11 @@ wall time) and report.html (lmforge report: the table and every family's curves)
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,10 +62,24 @@ def family_config(cfg: Config, family: str) -> Config:
     return Config.model_validate(tree)
 
 
+def _dies_with(parent: int):
+    """On Linux, what makes a child process get SIGKILL when `parent` dies: a training orphaned by a killed
+    bake-off would go on writing (and holding the lock of) the run directory that `--resume` trains again."""
+    if sys.platform != "linux":
+        return None
+
+    def arm() -> None:  # in the child, between fork and exec
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+    return arm
+
+
 def _train_process(recipe: Path, run_dir: Path, overrides: list[str], progress: bool) -> None:
     cmd = [sys.executable, "-m", "lmforge", "train", str(recipe), *overrides, "--run-dir", str(run_dir),
            "--overwrite", *([] if progress else ["--no-progress"])]
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE, text=True,
+                          preexec_fn=_dies_with(os.getpid()))
     if proc.returncode:
         detail = (proc.stderr or "").strip().splitlines()[-1:] or ["see the output above"]
         raise LmforgeError(f"bakeoff: training {run_dir.name} failed: {detail[0]}")

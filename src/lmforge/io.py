@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -48,6 +49,15 @@ def _as_disk_error(path: Path, err: Exception) -> WriteError | None:
     return None
 
 
+def sha256_file(path: str | Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -56,7 +66,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (a temporary's owner, say)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -73,7 +84,7 @@ def clear_stale(path: Path) -> None:
         return
     for leftover in path.parent.iterdir():
         m = pattern.fullmatch(leftover.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:

@@ -18,6 +18,7 @@ classifier next: ULMFiT's three stages).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -277,6 +278,11 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
             throughput.skip_time()
         _save(run_dir, step, model, fc, optimizer, epoch, metrics,
               {"elapsed_s": elapsed_before + time.perf_counter() - started, "tokens": tokens})
+    if start_epoch >= fc.epochs and val_set is not None:
+        # resumed after its last epoch (killed after the last checkpoint): the result comes from the saved weights,
+        # whole (the checkpoint keeps only its numbers), and is recorded unless the stopped run got to record it
+        metrics = evaluate(task, val_set, fc.batch_size)
+        evaluated = None if _last_eval(run_dir) == json.loads(json.dumps(metrics, default=str)) else metrics
     if evaluated is not None:  # the last epoch's full result (confusion matrix, per-type F1) for the report
         run.record_eval("last", None, evaluated.get("data"), evaluated)
     if tc.report:
@@ -284,6 +290,15 @@ def _finetune(cfg: Config, run: RunDir, resume: bool, overwrite: bool, progress:
     log.artifacts([run_dir / "report.html"])
     log.close()
     return FinetuneResult(run_dir, step, metrics, time.perf_counter() - started)
+
+
+def _last_eval(run_dir: Path) -> dict | None:
+    """The result of the last record in evals.jsonl, if any."""
+    try:
+        lines = (run_dir / "evals.jsonl").read_text(encoding="utf-8").splitlines()
+        return json.loads(lines[-1])["result"] if lines else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _save(run_dir: Path, step: int, model: TaskModel, fc: FinetuneConfig, optimizer: torch.optim.Optimizer,

@@ -14,7 +14,8 @@ its original's split (`OriginSplits`), however different its text. Balancing app
 holds the documents in a scratch file and resamples them at the end.
 
 What grows with the corpus (the duplicate index, the balancer's documents and draws) lives in a scratch
-folder (`Scratch`), so that memory stays bounded whatever the corpus size.
+folder (`Scratch`), so that memory stays bounded whatever the corpus size. The folder is named after its
+process, so that the next curation into the same folder removes one that a killed process left.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
+import shutil
 import sqlite3
 import tempfile
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from lmforge.config import CurateConfig
+from lmforge.io import pid_alive
 from lmforge.text.dedup import DupIndex, MinHasher, band_layout, exact_key, open_scratch_db
 from lmforge.text.quality import first_failure
 from lmforge.text.records import AUGMENTED_FROM, Doc
@@ -40,6 +44,7 @@ from lmforge.text.report import Tally
 _LANGID_CHARS = 2000  # language identification reads the start of a document: enough, and bounded
 _LETTER = re.compile(r"[^\W\d_]")
 _FLUSH_DRAWS = 1 << 15  # balance draws held in memory before they go to the scratch database
+_SCRATCH = ".lmforge-curate-"  # a scratch folder's name: this, the PID of the process using it, "-", random
 
 
 @cache
@@ -100,22 +105,33 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest, "little") / 2**64
 
 
+def clear_stale_scratch(parent: Path) -> None:
+    """Remove the scratch folders in `parent` whose process is gone: a SIGKILL runs no cleanup, and each run
+    makes a new folder, so without this every killed curation would leave one behind for good."""
+    for leftover in parent.glob(_SCRATCH + "*"):
+        m = re.match(rf"{re.escape(_SCRATCH)}(\d+)-", leftover.name)
+        if m and not pid_alive(int(m.group(1))) and leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 class Scratch:
     """A temporary folder for what curation holds per document: an SQLite database and the balancer's
     documents. It is made at first use, so that a bad output folder fails on its own clear error first, and
-    removed by close(). Beside the output where there is one: the system's temp folder is often RAM
-    (tmpfs), which would defeat the point."""
+    removed by close(), or by the next curation there if this process is killed first. Beside the output
+    where there is one: the system's temp folder is often RAM (tmpfs), which would defeat the point."""
 
     def __init__(self, parent: Path | None):
         self.parent = parent
-        self._dir: tempfile.TemporaryDirectory | None = None
+        self._dir: Path | None = None
         self._db: sqlite3.Connection | None = None
 
     @property
     def path(self) -> Path:
         if self._dir is None:
-            self._dir = tempfile.TemporaryDirectory(prefix=".lmforge-curate-", dir=self.parent)
-        return Path(self._dir.name)
+            parent = self.parent if self.parent is not None else Path(tempfile.gettempdir())
+            clear_stale_scratch(parent)
+            self._dir = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-", dir=parent))
+        return self._dir
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -128,7 +144,7 @@ class Scratch:
             self._db.close()
             self._db = None
         if self._dir is not None:
-            self._dir.cleanup()
+            shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
 

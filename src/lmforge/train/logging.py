@@ -115,19 +115,38 @@ class Throughput:
         return self.tokens / (time.perf_counter() - self.start)
 
 
-def trim_metrics(run_dir: Path, step: int) -> None:
-    """Drop the records a stopped run logged after `step`, its last checkpoint, so that the resumed run's
-    records for those steps are the only ones (a half-written last line goes too)."""
+END_KEY = "peak_memory_mib"  # the key of the record a training run logs last, after its samples and report
+
+
+def run_ended(run_dir: Path, step: int) -> bool:
+    """Whether metrics.jsonl holds the end-of-run record (END_KEY) of a run that stopped at `step`."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+        return False
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if record.get("step", 0) <= step:
+        if END_KEY in record and record.get("step") == step:
+            return True
+    return False
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop the records a stopped run logged after `step`, its last checkpoint, so that the resumed run's
+    records for those steps are the only ones (a half-written last line goes too). The end-of-run record goes
+    too, though its step is the last checkpoint's: the resumed run logs its own at its end."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("step", 0) <= step and END_KEY not in record:
             kept.append(line + "\n")
     atomic_write_text(path, "".join(kept))
 

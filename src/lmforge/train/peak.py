@@ -46,8 +46,11 @@ def probe_gemm(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (256
 
 
 def _gemm_flops(dtype: torch.dtype, n: int, repeats: int) -> float:
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+    # from a generator of its own: drawing from the global one would leave a run's dropout and its checkpoints'
+    # RNG state depending on whether this machine's peak was already cached
+    rng = torch.Generator().manual_seed(n)
+    a = torch.randn(n, n, generator=rng).to(dtype)
+    b = torch.randn(n, n, generator=rng).to(dtype)
     a @ b  # warm-up: thread pool, packing buffers
     best = float("inf")
     for _ in range(repeats):

@@ -26,7 +26,7 @@ from lmforge.data.shards import PreparedData, load_prepared
 from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
-from lmforge.io import atomic_write_text
+from lmforge.io import atomic_write_text, sha256_file
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel
 from lmforge.prepare import ensure_prepared
@@ -36,7 +36,7 @@ from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carrie
                                       load_weights, map_tensors, restore_rng, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from lmforge.train.guard import NonFiniteGuard, grad_norm
-from lmforge.train.logging import RunLogger, Throughput, peak_memory_mib, trim_metrics
+from lmforge.train.logging import END_KEY, RunLogger, Throughput, peak_memory_mib, run_ended, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
 from lmforge.train.peak import peak_flops
 from lmforge.train.schedules import batch_rows, lr_at
@@ -149,6 +149,7 @@ class Progress:
     elapsed_before: float = 0.0  # seconds spent by the runs this one resumes
     tokens: float | None = 0.0  # target tokens trained on, every rank's; None when resumed from a checkpoint that did not count them
     carried: object = None  # a recurrent model's hidden state between windows
+    val_loss: float | None = None  # the checkpoint's, for a run resumed with no step left to evaluate again
 
 
 def load_data(cfg: Config, d: Dist, progress: bool) -> tuple[Config, PreparedData]:
@@ -208,8 +209,11 @@ def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite:
         parts.loader.load_state_dict(state["loader"][d.rank])
         restore_rng(state["rng"][d.rank])
         progress = Progress(state["step"], state.get("best_val_loss"), state.get("evals_since_best", 0),
-                            state.get("elapsed_s", 0.0), state.get("tokens"), load_carried_state(ckpt, d.rank, d.device))
-        if progress.step >= parts.cfg.train.max_steps:
+                            state.get("elapsed_s", 0.0), state.get("tokens"), load_carried_state(ckpt, d.rank, d.device),
+                            state.get("val_loss"))
+        # at max_steps but killed before its end (samples, report), the run resumes to finish that
+        max_steps = parts.cfg.train.max_steps
+        if progress.step > max_steps or (progress.step == max_steps and run_ended(run.path, progress.step)):
             raise ConfigError(f"train.max_steps={parts.cfg.train.max_steps}: {ckpt} is already at step "
                               f"{progress.step}; give a larger train.max_steps to train on")
         if d.is_main:
@@ -246,6 +250,9 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
         save_checkpoint(run.path, progress.step, parts.raw_model, parts.optimizer, {
             "val_loss": val_loss, "best_val_loss": progress.best, "evals_since_best": progress.evals_since_best,
             "elapsed_s": elapsed_s, "tokens": progress.tokens, "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
+            # what the run's tokenizer.json and config.yaml are checked against when the weights are loaded
+            "tokenizer_sha256": parts.data.tokenizer.sha256, "model": parts.cfg.model.model_dump(mode="json"),
+            "config_sha256": sha256_file(run.config_path),
         }, parts.cfg.train.keep_last,
             carried=[r["carried"] for r in per_rank] if parts.raw_model.recurrent else None)
     barrier(d)
@@ -311,7 +318,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
     def elapsed() -> float:
         return at.elapsed_before + time.perf_counter() - started
 
-    val_loss = None
+    val_loss = at.val_loss
     throughput = Throughput()
     guard = NonFiniteGuard(tc.max_bad_steps)
     tokens_per_s = 0.0
@@ -376,13 +383,14 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
             write_report(run.path)
             throughput.skip_time()
 
-    log.log(at.step, peak_memory_mib=peak_memory_mib(d.device))
     samples: list[str] = []
     if d.is_main and cfg.sample.num_samples and not masked:  # an encoder does not generate text
         samples = sample_texts(raw_model, data.tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
         atomic_write_text(run.path / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
     if d.is_main and tc.report:
         write_report(run.path)
+    # last, so that it says the run ended: one killed before it resumes to write its samples and report again
+    log.log(at.step, **{END_KEY: peak_memory_mib(d.device)})
     log.artifacts([run.path / "samples.txt", run.path / "report.html"])
     log.close()
     return TrainResult(run.path, at.step, val_loss, at.best, tokens_per_s, elapsed(), samples)
