@@ -60,14 +60,12 @@ def _config(recipe: str | None, overrides: list[str] | None):
 
 def _resume_config(run_dir: Path, recipe: str | None, overrides: list[str] | None):
     """The config a run directory saved, with key=value overrides (a recipe is not allowed)."""
-    from lmforge.config import load_config
+    from lmforge.run import RunDir
 
     recipe, extra = _split_recipe(recipe, overrides)
     if recipe is not None:
         raise LmforgeError("--resume takes its config from the run directory; give only key=value overrides")
-    if not (run_dir / "config.yaml").is_file():
-        raise LmforgeError(f"{run_dir}: not a run directory (no config.yaml)")
-    return load_config(run_dir / "config.yaml", extra)
+    return RunDir(run_dir).resume_config(extra)
 
 
 def field_option(section: type, name: str, flag: str, run_key: str | None = None, **kwargs):

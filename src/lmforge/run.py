@@ -28,9 +28,10 @@ from torch import nn
 
 from lmforge.config import Config, load_config, save_config
 from lmforge.errors import CheckpointError
+from lmforge.io import sha256_file
 from lmforge.models import build_model
 from lmforge.tokenizer import Tokenizer
-from lmforge.train.checkpoint import best_checkpoint, list_checkpoints, load_weights
+from lmforge.train.checkpoint import best_checkpoint, list_checkpoints, load_weights, verify
 
 RunKind = Literal["lm", "task", "bakeoff"]
 
@@ -97,8 +98,7 @@ class RunDir:
 
     def resume_config(self, overrides: list[str] | None = None) -> Config:
         """The config the run saved, with key=value overrides (as `--resume RUN key=value` takes them)."""
-        if not self.config_path.is_file():
-            raise CheckpointError(f"{self.path}: not a run directory (no config.yaml)")
+        self.config()  # the saved file, checked
         return load_config(self.config_path, overrides)
 
     def lock(self) -> None:
@@ -132,7 +132,35 @@ class RunDir:
     def config(self) -> Config:
         if not self.config_path.is_file():
             raise CheckpointError(f"{self.path}: not a run directory (no config.yaml)")
-        return load_config(self.config_path)
+        if self.config_path.stat().st_size == 0:  # an empty recipe is the defaults; a run's config never is
+            raise CheckpointError(f"{self.config_path}: empty")
+        config = load_config(self.config_path)
+        self._check_model(config)
+        return config
+
+    def _check_model(self, config: Config) -> None:
+        """A config.yaml that is not the one the last checkpoint was trained with (cut short, edited, of another
+        run) would build a model the weights do not fit, or one they fit by chance, or resume with other
+        settings. The trainer records the file's SHA-256 and the model section in each checkpoint."""
+        saved = list_checkpoints(self.path)
+        try:
+            ckpt = saved[-1][1]
+            state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+            recorded_sha, recorded_model = state.get("config_sha256"), state.get("model")
+        except (IndexError, OSError, ValueError, AttributeError):
+            return  # no checkpoint yet, or one whose damage its own loading reports
+        if recorded_sha is not None and sha256_file(self.config_path) == recorded_sha:
+            return
+        current = config.model.model_dump(mode="json")
+        if isinstance(recorded_model, dict) and recorded_model != current:
+            verify(ckpt, "model.safetensors")  # a state.json of another checkpoint is that one's fault
+            keys = sorted(k for k in {**recorded_model, **current} if recorded_model.get(k) != current.get(k))
+            raise CheckpointError(f"{self.config_path}: its model section is not the one {ckpt.name} was "
+                                  f"trained with (differs in {', '.join(keys[:4])})")
+        if recorded_sha is not None:
+            verify(ckpt, "model.safetensors")
+            raise CheckpointError(f"{self.config_path}: not the file {ckpt.name} was trained with (cut short or "
+                                  "edited; give changes as key=value overrides of --resume)")
 
     def tokenizer(self) -> Tokenizer:
         return Tokenizer.load(self.path / "tokenizer.json")
@@ -201,8 +229,15 @@ def load_run(run_dir: str | Path | RunDir, which: str = "last", device: str | to
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     ckpt = run.checkpoint(which)
     config = run.config()
+    if not (ckpt / "state.json").is_file():
+        raise CheckpointError(f"{ckpt}: checkpoint has no state.json (damaged)")
+    verify(ckpt, "model.safetensors")  # state.json is a JSON object from here on
+    state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     model = build_model(config.model).to(device)
     load_weights(model, ckpt, device)
     model.eval()
-    step = json.loads((ckpt / "state.json").read_text()).get("step", 0) if (ckpt / "state.json").is_file() else 0
-    return Run(run.path, config, run.tokenizer(), model, ckpt, step)
+    tokenizer = run.tokenizer()
+    # a tokenizer.json of another run, or edited, would map text to ids these weights never learned
+    if state.get("tokenizer_sha256") not in (None, tokenizer.sha256):
+        raise CheckpointError(f"{run.path / 'tokenizer.json'}: not the tokenizer {ckpt.name} was trained with")
+    return Run(run.path, config, tokenizer, model, ckpt, state.get("step", 0))

@@ -106,7 +106,7 @@ def corpus_files() -> list[BadFile]:
         add("jsonl", f"missing-field@{at + 1}", lambda r=records: _jsonl(r), f"line {at + 1}: no field 'text'")
     for name, value in (("number", 3), ("list", ["a"]), ("object", {"a": 1}), ("bool", True)):
         add("jsonl", f"field-is-{name}", lambda v=value: _jsonl([{"text": DOCS[0]}, {"text": v}]),
-            f"line 2: field 'text' holds")
+            "line 2: field 'text' holds")
     add("jsonl", "cut-mid-record", lambda: _jsonl({"text": d} for d in DOCS)[:-20], "not valid JSON")
     add("jsonl", "cut-mid-record.gz", lambda: _gzip(_jsonl({"text": d} for d in DOCS)[:-20]), "not valid JSON",
         gz=True)

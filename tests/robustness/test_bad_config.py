@@ -6,7 +6,6 @@ at arbitrary fields: a config either loads or is refused in one line naming the 
 
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 
 import annotated_types as at
 import pytest

@@ -10,6 +10,7 @@ was made from; `load_current` opens one only then, for evaluation, which never p
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 from lmforge.config import Config, DataConfig
 from lmforge.corpora import iter_pieces, stat_sources
 from lmforge.errors import DataError
+from lmforge.io import sha256_file
 from lmforge.tokenizer import Tokenizer
 
 META_VERSION = 1
@@ -78,10 +80,13 @@ class ShardWriter:
                 self.close()
                 name = f"tokens-{len(self.shards):05d}.bin"
                 self.file = open(self.directory / name, "wb")
-                self.shards.append({"file": name, "tokens": 0})
+                self.shards.append({"file": name, "tokens": 0, "sha256": None})
+                self.digest = hashlib.sha256()
             room = self.shard_tokens - self.shards[-1]["tokens"]
             part, tokens = tokens[:room], tokens[room:]
-            self.file.write(part.tobytes())
+            data = part.tobytes()
+            self.file.write(data)
+            self.digest.update(data)
             self.shards[-1]["tokens"] += len(part)
             self.total += len(part)
 
@@ -89,6 +94,7 @@ class ShardWriter:
         if self.file is not None:
             self.file.close()
             self.file = None
+            self.shards[-1]["sha256"] = self.digest.hexdigest()
 
 
 def ranges(shards: list[dict], lo: int, hi: int) -> list[list]:
@@ -172,6 +178,10 @@ def load_prepared(directory: str | Path) -> PreparedData:
             found = "missing" if size is None else f"{size:,} bytes"
             raise DataError(f"{path}: {found}, expected {s['tokens'] * itemsize:,} ({s['tokens']:,} tokens); "
                             f"truncated? prepare again")
+        # a flipped bit or a shard of another preparation of the same size would train on the wrong tokens
+        if s.get("sha256") is not None and sha256_file(path) != s["sha256"]:
+            raise DataError(f"{path}: its SHA-256 is not the one meta.json recorded: the shard is corrupt or from "
+                            f"another preparation; prepare again (delete {directory})")
     return PreparedData(directory, meta, tokenizer)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmforge.errors import CheckpointError
-from lmforge.io import atomic_dir
+from lmforge.io import atomic_dir, sha256_file
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -80,14 +81,18 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if carried is not None:
             torch.save([map_tensors(torch.Tensor.cpu, c) for c in carried], tmp / "carried_state.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+        # safetensors and torch.save check no content: a flipped bit would load as a different weight
+        sums = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state, "sha256": sums}, indent=2))
     keep = {p for _, p in list_checkpoints(run_dir)[-keep_last:]}
     best = best_checkpoint(run_dir)
     if best is not None:
         keep.add(best)
     for _, p in list_checkpoints(run_dir):
-        if p not in keep:
-            shutil.rmtree(p)
+        if p not in keep:  # renamed first: a kill while removing leaves no half checkpoint under its name
+            aside = p.with_name(f".{p.name}.old-{os.getpid()}")
+            os.replace(p, aside)
+            shutil.rmtree(aside)
     return target
 
 
@@ -98,11 +103,34 @@ def map_tensors(fn, state):
     return type(state)(map_tensors(fn, s) for s in state)
 
 
+def verify(ckpt: Path, name: str) -> Path:
+    """The path of the checkpoint's file `name`, checked against the SHA-256 its state.json recorded (weights
+    saved without a state.json, or before lmforge recorded the sums, are not checked)."""
+    path = Path(ckpt) / name
+    try:
+        state = json.loads((Path(ckpt) / "state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return path
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{Path(ckpt) / 'state.json'}: unreadable ({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{Path(ckpt) / 'state.json'}: corrupt (not a JSON object)")
+    expected = (state.get("sha256") or {}).get(name)
+    if expected is not None and path.is_file() and sha256_file(path) != expected:
+        raise CheckpointError(f"{path}: truncated or foreign checkpoint (its SHA-256 is not the one state.json "
+                              "recorded: the file is damaged or from another checkpoint)")
+    if _STEP_DIR.match(Path(ckpt).name) and state.get("step") != int(Path(ckpt).name.split("-")[1]):
+        raise CheckpointError(f"{Path(ckpt) / 'state.json'}: says step {state.get('step')}, in {Path(ckpt).name} "
+                              "(from another checkpoint)")
+    return path
+
+
 def load_carried_state(ckpt: Path, rank: int, device: torch.device):
     """This rank's recurrent state saved with the checkpoint, or None (none saved, or not recurrent)."""
     path = Path(ckpt) / "carried_state.pt"
     if not path.is_file():
         return None
+    verify(ckpt, path.name)
     try:
         state = torch.load(path, weights_only=True, map_location=device)[rank]
     except UnpicklingError:
@@ -132,6 +160,7 @@ def load_weights(model: nn.Module, ckpt: Path, device: torch.device | str = "cpu
     path = Path(ckpt) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{ckpt}: checkpoint has no model.safetensors")
+    verify(ckpt, path.name)
     try:
         saved = load_file(str(path), device=str(device))
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
@@ -156,7 +185,7 @@ def load_weights(model: nn.Module, ckpt: Path, device: torch.device | str = "cpu
 def load_training_state(ckpt: Path, optimizer: torch.optim.Optimizer) -> dict:
     try:
         state = json.loads((Path(ckpt) / "state.json").read_text())
-        optimizer.load_state_dict(torch.load(Path(ckpt) / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(verify(ckpt, "optimizer.pt"), weights_only=True))
     except UnpicklingError:
         raise CheckpointError(f"{Path(ckpt) / 'optimizer.pt'}: holds objects other than tensors and plain values, "
                               "which lmforge never loads (a tampered or foreign file)") from None
