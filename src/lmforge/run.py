@@ -28,7 +28,6 @@ from torch import nn
 
 from lmforge.config import Config, load_config, save_config
 from lmforge.errors import CheckpointError
-from lmforge.io import sha256_file
 from lmforge.models import build_model
 from lmforge.tokenizer import Tokenizer
 from lmforge.train.checkpoint import best_checkpoint, list_checkpoints, load_weights, verify
@@ -139,28 +138,21 @@ class RunDir:
         return config
 
     def _check_model(self, config: Config) -> None:
-        """A config.yaml that is not the one the last checkpoint was trained with (cut short, edited, of another
-        run) would build a model the weights do not fit, or one they fit by chance, or resume with other
-        settings. The trainer records the file's SHA-256 and the model section in each checkpoint."""
+        """A config.yaml whose model section is not the one the last checkpoint recorded (cut short, of another
+        run) would build a model the weights do not fit, or worse, one they fit by chance. Its other sections
+        may be edited: eval and sample settings are the user's to change."""
         saved = list_checkpoints(self.path)
         try:
             ckpt = saved[-1][1]
-            state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
-            recorded_sha, recorded_model = state.get("config_sha256"), state.get("model")
+            recorded = json.loads((ckpt / "state.json").read_text(encoding="utf-8")).get("model")
         except (IndexError, OSError, ValueError, AttributeError):
             return  # no checkpoint yet, or one whose damage its own loading reports
-        if recorded_sha is not None and sha256_file(self.config_path) == recorded_sha:
-            return
         current = config.model.model_dump(mode="json")
-        if isinstance(recorded_model, dict) and recorded_model != current:
+        if isinstance(recorded, dict) and recorded != current:
             verify(ckpt, "model.safetensors")  # a state.json of another checkpoint is that one's fault
-            keys = sorted(k for k in {**recorded_model, **current} if recorded_model.get(k) != current.get(k))
+            keys = sorted(k for k in {**recorded, **current} if recorded.get(k) != current.get(k))
             raise CheckpointError(f"{self.config_path}: its model section is not the one {ckpt.name} was "
                                   f"trained with (differs in {', '.join(keys[:4])})")
-        if recorded_sha is not None:
-            verify(ckpt, "model.safetensors")
-            raise CheckpointError(f"{self.config_path}: not the file {ckpt.name} was trained with (cut short or "
-                                  "edited; give changes as key=value overrides of --resume)")
 
     def tokenizer(self) -> Tokenizer:
         return Tokenizer.load(self.path / "tokenizer.json")

@@ -26,7 +26,7 @@ from lmforge.data.shards import PreparedData, load_prepared
 from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
-from lmforge.io import atomic_write_text, sha256_file
+from lmforge.io import atomic_write_text
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel
 from lmforge.prepare import ensure_prepared
@@ -252,7 +252,6 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
             "elapsed_s": elapsed_s, "tokens": progress.tokens, "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
             # what the run's tokenizer.json and config.yaml are checked against when the weights are loaded
             "tokenizer_sha256": parts.data.tokenizer.sha256, "model": parts.cfg.model.model_dump(mode="json"),
-            "config_sha256": sha256_file(run.config_path),
         }, parts.cfg.train.keep_last,
             carried=[r["carried"] for r in per_rank] if parts.raw_model.recurrent else None)
     barrier(d)
