@@ -223,11 +223,10 @@ def load_run(run_dir: str | Path | RunDir, which: str = "last", device: str | to
     config = run.config()
     if not (ckpt / "state.json").is_file():
         raise CheckpointError(f"{ckpt}: checkpoint has no state.json (damaged)")
-    verify(ckpt, "model.safetensors")  # state.json is a JSON object from here on
-    state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     model = build_model(config.model).to(device)
-    load_weights(model, ckpt, device)
+    load_weights(model, ckpt, device)  # checks the weights' sum, so state.json is a JSON object from here on
     model.eval()
+    state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     tokenizer = run.tokenizer()
     # a tokenizer.json of another run, or edited, would map text to ids these weights never learned
     if state.get("tokenizer_sha256") not in (None, tokenizer.sha256):
