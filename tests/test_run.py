@@ -65,3 +65,22 @@ def test_overwriting_a_run_keeps_the_writers_lock(tmp_path):
     with pytest.raises(CheckpointError, match="another process is writing"):
         RunDir(tmp_path / "r").lock()
     writer.unlock()
+
+
+def test_a_config_cut_short_is_refused_but_an_edited_one_is_read(tmp_path):
+    from lmforge.config import flatten
+    run = RunDir(tmp_path / "r")
+    cfg = load_config(None)
+    run.create(cfg)
+    ckpt = run.path / "checkpoints" / "step-1"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text(json.dumps({"step": 1, "model": cfg.model.model_dump(mode="json"),
+                                                 "config_keys": sorted(flatten(cfg.model_dump(mode="json")))}))
+    text = run.config_path.read_text()
+    run.config_path.write_text(text.replace("max_new_tokens: ", "max_new_tokens: 1"))  # an edit: still read
+    assert run.config().sample.max_new_tokens != cfg.sample.max_new_tokens
+    lines = text.splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if line.startswith("train:"))
+    run.config_path.write_text("".join(lines[:cut]))  # valid YAML, train and what follows gone
+    with pytest.raises(CheckpointError, match=r"config.yaml: \d+ setting\(s\) step-1 was trained with are missing"):
+        run.config()

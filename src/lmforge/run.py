@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import yaml
 from torch import nn
 
-from lmforge.config import Config, load_config, save_config
+from lmforge.config import Config, flatten, load_config, save_config
 from lmforge.errors import CheckpointError
 from lmforge.models import build_model
 from lmforge.tokenizer import Tokenizer
@@ -134,19 +135,28 @@ class RunDir:
         if self.config_path.stat().st_size == 0:  # an empty recipe is the defaults; a run's config never is
             raise CheckpointError(f"{self.config_path}: empty")
         config = load_config(self.config_path)
-        self._check_model(config)
+        self._check_saved(config)
         return config
 
-    def _check_model(self, config: Config) -> None:
+    def _check_saved(self, config: Config) -> None:
         """A config.yaml whose model section is not the one the last checkpoint recorded (cut short, of another
         run) would build a model the weights do not fit, or worse, one they fit by chance. Its other sections
-        may be edited: eval and sample settings are the user's to change."""
+        may be edited (eval and sample settings are the user's to change) but not dropped: a file cut short is
+        still YAML, and a resume would take the defaults for what is gone."""
         saved = list_checkpoints(self.path)
         try:
             ckpt = saved[-1][1]
-            recorded = json.loads((ckpt / "state.json").read_text(encoding="utf-8")).get("model")
+            state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+            recorded, keys = state.get("model"), state.get("config_keys")
         except (IndexError, OSError, ValueError, AttributeError):
             return  # no checkpoint yet, or one whose damage its own loading reports
+        if isinstance(keys, list):
+            written = flatten(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
+            gone = [k for k in keys if k not in written]
+            if gone:
+                raise CheckpointError(f"{self.config_path}: {len(gone)} setting(s) {ckpt.name} was trained with are "
+                                      f"missing ({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}); "
+                                      "the file was cut short or edited: restore them")
         current = config.model.model_dump(mode="json")
         if isinstance(recorded, dict) and recorded != current:
             verify(ckpt, "model.safetensors")  # a state.json of another checkpoint is that one's fault

@@ -58,8 +58,6 @@ DAMAGE = ["missing", "empty", "truncated", "bit-flip", "garbage", "foreign"]
 # a flipped bit in a text file may leave it valid (a digit in a comment); only hashed files must notice
 CASES = [(verb, name, how) for verb, names in READS.items() for name in names for how in DAMAGE
          if not (how == "bit-flip" and name in TEXT) and not (how == "foreign" and name == "metrics.jsonl")]
-# config.yaml cut after its model section is still valid YAML: generate, export and report read only that
-CUT_AFTER_MODEL_OK = {"generate", "export", "report"}
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +105,7 @@ def test_a_damaged_run_file_is_refused_in_one_line(verb, name, how, trained_run,
     run = copy_of(trained_run, tmp_path / "copy")
     path = tmp_path / "copy" / FILES[name]
     damage(path, how, other_run / FILES[name])
-    if verb == "resume" and name == "config.yaml" and how == "truncated":
-        pytest.xfail("not detected yet: a config.yaml cut after its model section resumes with default train "
-                     "settings (docs/RELIABILITY.md, not done)")
     code, _, err = invoke(*argv(verb, run, tmp_path))
-    if code == 0 and name == "config.yaml" and how == "truncated" and verb in CUT_AFTER_MODEL_OK:
-        assert "model:" in path.read_text() and "train:" not in path.read_text()
-        return
     if code == 0 and verb == "resume" and name in ("meta.json", "shard", "metrics.jsonl"):
         weights = load_file(str(run / "checkpoints" / "step-6" / "model.safetensors"))
         assert weights.keys() == resumed_weights.keys()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lmforge.config import Config
+from lmforge.config import Config, flatten
 from lmforge.data.loader import RandomWindows, StreamWindows
 from lmforge.data.masking import IGNORE, MaskedLM, MaskedWindows
 from lmforge.data.shards import PreparedData, load_prepared
@@ -252,6 +252,7 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
             "elapsed_s": elapsed_s, "tokens": progress.tokens, "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
             # what the run's tokenizer.json and config.yaml are checked against when the weights are loaded
             "tokenizer_sha256": parts.data.tokenizer.sha256, "model": parts.cfg.model.model_dump(mode="json"),
+            "config_keys": sorted(flatten(parts.cfg.model_dump(mode="json"))),
         }, parts.cfg.train.keep_last,
             carried=[r["carried"] for r in per_rank] if parts.raw_model.recurrent else None)
     barrier(d)
