@@ -13,7 +13,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = {
-    0: ["lmforge.errors", "lmforge.io", "lmforge.config"],
+    0: ["lmforge.errors", "lmforge.io", "lmforge.config", "lmforge.quiet"],
     1: ["lmforge.corpora", "lmforge.tokenizer", "lmforge.models", "lmforge.eval.text", "lmforge.eval.tasks",
         "lmforge.train.checkpoint", "lmforge.train.schedules", "lmforge.train.muon", "lmforge.train.optim",
         "lmforge.train.distributed", "lmforge.train.logging", "lmforge.train.trackers", "lmforge.train.guard",

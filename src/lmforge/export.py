@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.io import atomic_dir
+from lmforge.quiet import quiet_transformers
 from lmforge.models.hf import check_gpt2_compatible, gpt2_config, gpt_state_dict_to_hf
 from lmforge.tokenizer import EOD, UNK
 from lmforge.run import Run
@@ -33,7 +34,6 @@ def export_run(run: Run, out: str | Path, format: str = "hf", overwrite: bool = 
         raise LmforgeError(f"{out}: already exists; choose a new folder or pass --overwrite to replace it")
     try:
         from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
-        from transformers.utils import logging as hf_logging
     except ImportError:
         raise LmforgeError("--format hf needs the transformers package: pip install transformers") from None
 
@@ -46,13 +46,7 @@ def export_run(run: Run, out: str | Path, format: str = "hf", overwrite: bool = 
         specials.update(bos_token=EOD, eos_token=EOD)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=run.tokenizer.backend, model_max_length=cfg.block_size,
                                         **specials)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a bar for writing one small file is noise in a command's output
-    try:
-        with atomic_dir(out) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    with quiet_transformers(), atomic_dir(out) as tmp:  # a bar for writing one small file is noise
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out

@@ -9,8 +9,6 @@ parts generated separately (`long_texts=split`), or cut to the window (`truncate
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from lmforge.augment.words import split_to_fit
 from lmforge.config import AugmentConfig
 from lmforge.errors import CheckpointError
+from lmforge.quiet import quiet_transformers
 
 _NO_LIMIT = 10**6  # tokenizers without a model_max_length report about 1e30
 
@@ -30,23 +29,6 @@ def device_of(cfg: AugmentConfig) -> torch.device:
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """transformers logs and prints progress bars while loading; a command's output should be its own."""
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def hf_folder(path: str | Path, field: str) -> tuple[Path, object]:

@@ -171,7 +171,7 @@ def read_table(path: str | Path, fmt: str, text_column: str) -> Table:
     path = Path(path)
     fmt = table_format(path, fmt)
     if fmt == "txt":
-        return Table(path, [text_column], [{text_column: line} for line in read_lines(path) if line.strip()])
+        return _with_rows(Table(path, [text_column], [{text_column: line} for line in read_lines(path) if line.strip()]))
     if fmt == "jsonl":
         rows, columns = [], {}
         for number, line in enumerate(read_lines(path), 1):
@@ -180,7 +180,7 @@ def read_table(path: str | Path, fmt: str, text_column: str) -> Table:
             row = json_record(line, f"{path} line {number}")
             columns.update(dict.fromkeys(row))
             rows.append(row)
-        return Table(path, list(columns), rows)
+        return _with_rows(Table(path, list(columns), rows))
     # the whole text, not lines: a quoted CSV field may hold a line break
     text = io.StringIO(read_text(path), newline="")
     reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(text)
@@ -196,7 +196,14 @@ def read_table(path: str | Path, fmt: str, text_column: str) -> Table:
             rows.append(dict(zip(header, values)))
     except csv.Error as e:
         raise DataError(f"{path}: line {reader.line_num}: {e}") from None
-    return Table(path, header, rows)
+    return _with_rows(Table(path, header, rows))
+
+
+def _with_rows(table: Table) -> Table:
+    if not table.rows:
+        raise DataError(f"{table.path}: no rows" + (f" (only the header: {', '.join(table.columns)})"
+                                                    if table.columns else ""))
+    return table
 
 
 def column(table: Table, name: str, what: str) -> list[str]:
@@ -207,13 +214,19 @@ def column(table: Table, name: str, what: str) -> list[str]:
         value = row.get(name)
         if value is None:
             raise DataError(f"{table.path}: row {i + 1} has no {what} {name!r}")
+        if isinstance(value, (list, dict)):  # a JSON row's field: str() of it would pass for a label
+            raise DataError(f"{table.path}: row {i + 1}: {what} {name!r} is a JSON {type(value).__name__}, not a "
+                            f"string (several labels: one string joined by finetune.label_separator)")
         values.append(str(value).strip())
     return values
 
 
-def split_labels(raw: list[str], multi: bool, separator: str) -> list[list[str]]:
+def split_labels(raw: list[str], multi: bool, separator: str, path: Path) -> list[list[str]]:
     """Each example's labels: one, or (multi-label) any number, separated by `separator`."""
     if not multi:
+        for i, label in enumerate(raw):
+            if not label:  # would become a class named ""
+                raise DataError(f"{path}: row {i + 1}: empty label")
         return [[label] for label in raw]
     return [[part.strip() for part in label.split(separator) if part.strip()] for label in raw]
 
@@ -262,31 +275,52 @@ class QAExample:
 
 
 def read_squad_examples(path: str | Path, labelled: bool) -> tuple[list[dict], list[QAExample]]:
-    """The file's `data` list and its questions; a labelled file must give every question an answer that
-    is found at its answer_start in its context."""
+    """The file's `data` list and its questions, each field checked and named where it is wrong; a labelled
+    file must give every question an answer that is found at its answer_start in its context."""
     path = Path(path)
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataError(f"{path}: not a SQuAD file (expected an object with a \"data\" list)")
     examples = []
-    try:
-        for article in data["data"]:
-            for paragraph in article["paragraphs"]:
-                context = paragraph["context"]
-                for qa in paragraph["qas"]:
-                    answers = [(a["text"], int(a["answer_start"])) for a in qa.get("answers", [])]
-                    if labelled and not answers:
-                        raise DataError(f"{path}: question {qa['id']}: no answers")
-                    for text, start in answers:
-                        if context[start:start + len(text)] != text:
-                            raise DataError(f"{path}: question {qa['id']}: answer {text!r} is not in its context at "
-                                            f"answer_start {start}")
-                    examples.append(QAExample(str(qa["id"]), qa["question"], context, answers))
-    except (KeyError, TypeError) as e:
-        raise DataError(f"{path}: not a SQuAD file (missing or malformed field {e})") from None
+    for i, article in enumerate(data["data"]):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            raise DataError(f"{path}: data[{i}]: expected an object with a \"paragraphs\" list")
+        for j, paragraph in enumerate(paragraphs):
+            where = f"data[{i}].paragraphs[{j}]"
+            if not isinstance(paragraph, dict) or not isinstance(paragraph.get("context"), str):
+                raise DataError(f"{path}: {where}: expected an object with a \"context\" string")
+            if not isinstance(paragraph.get("qas"), list):
+                raise DataError(f"{path}: {where}: expected a \"qas\" list")
+            for k, qa in enumerate(paragraph["qas"]):
+                examples.append(_question(path, f"{where}.qas[{k}]", qa, paragraph["context"], labelled))
     if not examples:
         raise DataError(f"{path}: no questions")
     return data["data"], examples
+
+
+def _question(path: Path, where: str, qa: object, context: str, labelled: bool) -> QAExample:
+    if not isinstance(qa, dict) or not isinstance(qa.get("id"), (str, int)) or isinstance(qa.get("id"), bool):
+        raise DataError(f"{path}: {where}: expected an object with an \"id\"")
+    name = f"{path}: question {qa['id']}"
+    if not isinstance(qa.get("question"), str):
+        raise DataError(f"{name}: expected a \"question\" string")
+    if not labelled:  # predict input: answers, if the file has them, are not read
+        return QAExample(str(qa["id"]), qa["question"], context, [])
+    raw = qa.get("answers")
+    if not isinstance(raw, list) or not raw:
+        raise DataError(f"{name}: no answers")
+    answers = []
+    for answer in raw:
+        text = answer.get("text") if isinstance(answer, dict) else None
+        start = answer.get("answer_start") if isinstance(answer, dict) else None
+        if not isinstance(text, str) or not isinstance(start, int) or isinstance(start, bool):
+            raise DataError(f"{name}: an answer needs a \"text\" string and an \"answer_start\" integer")
+        if not text:
+            raise DataError(f"{name}: empty answer")
+        if not 0 <= start < len(context):
+            raise DataError(f"{name}: answer_start {start} is outside its context ({len(context)} characters)")
+        if context[start:start + len(text)] != text:
+            raise DataError(f"{name}: answer {text!r} is not in its context at answer_start {start}")
+        answers.append((text, start))
+    return QAExample(str(qa["id"]), qa["question"], context, answers)

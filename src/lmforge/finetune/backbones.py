@@ -24,6 +24,7 @@ from torch import nn
 
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.models.base import LanguageModel
+from lmforge.quiet import quiet_transformers
 from lmforge.run import RunDir, load_run
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -201,10 +202,11 @@ def load_hf_backbone(path: Path, random_init: bool = False) -> HFBackbone:
     from transformers import AutoConfig, AutoModel
 
     try:
-        if random_init:  # the weights file was checked above all the same: a folder without them is no backbone
-            model = AutoModel.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
-        else:
-            model = AutoModel.from_pretrained(path, local_files_only=True)
+        with quiet_transformers():
+            if random_init:  # the weights file was checked above all the same: a folder without them is no backbone
+                model = AutoModel.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
+            else:
+                model = AutoModel.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
     return HFBackbone(model, hf_tokenizer(path), model.config)
@@ -214,7 +216,8 @@ def hf_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: no usable tokenizer ({str(e).splitlines()[0]})") from None
     if getattr(tokenizer, "backend_tokenizer", None) is None:

@@ -70,7 +70,7 @@ def encode_file(task: Task, path: str | Path, labelled: bool) -> Encoded:
         features = encode_texts(backbone, texts, task.block)
         if not labelled:
             return Encoded(path, features, table)
-        gold = split_labels(column(table, fc.label_column, "label"), fc.multi_label, fc.label_separator)
+        gold = split_labels(column(table, fc.label_column, "label"), fc.multi_label, fc.label_separator, table.path)
         targets, unseen = label_targets(gold, task.labels, fc.multi_label)
         for f, t in zip(features, targets):
             f.target = t

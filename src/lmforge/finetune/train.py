@@ -60,7 +60,7 @@ def train_labels(fc: FinetuneConfig) -> list[str]:
     if fc.task == "classify":
         table = read_table(fc.train_path, fc.format, fc.text_column)
         column(table, fc.text_column, "text")  # a missing text column is named before the label column
-        return label_list(split_labels(column(table, fc.label_column, "label"), fc.multi_label, fc.label_separator),
+        return label_list(split_labels(column(table, fc.label_column, "label"), fc.multi_label, fc.label_separator, table.path),
                           table.path)
     if fc.task == "tag":
         sentences = read_tagged(fc.train_path, labelled=True)
