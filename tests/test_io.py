@@ -65,6 +65,16 @@ def test_other_errors_pass_through_and_leave_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_directory_or_a_file_in_the_way_is_a_write_error_naming_the_path(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(WriteError, match=r"folder: is a directory; give a file name"):
+        atomic_write_json(tmp_path / "folder", {})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match=r"out.json: cannot write: .*/file is a file, not a folder"):
+        atomic_write_json(tmp_path / "file" / "sub" / "out.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
+
+
 def test_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
     target = tmp_path / "meta.json"
     dead, live = dead_pid(), subprocess.os.getppid()

@@ -30,12 +30,20 @@ def disk_error(path: str | Path, err: OSError) -> WriteError:
     return WriteError(f"{path}: cannot write: {os.strerror(err.errno)}")
 
 
-def _as_disk_error(path: Path, err: Exception) -> WriteError | None:
-    """The WriteError for a failed write that the disk caused, else None. torch.save reports a full disk as a
-    RuntimeError and safetensors as a SafetensorError, neither with an errno, so when the error is not an
-    OSError the file system is asked: read-only, or under 16 MiB free at the moment of the failure."""
+def _as_write_error(path: Path, err: Exception) -> WriteError | None:
+    """The one-line WriteError for a write that failed because of where it goes (the disk, permissions, a
+    directory or a file in the way), else None. torch.save reports a full disk as a RuntimeError and
+    safetensors as a SafetensorError, neither with an errno, so when the error is not an OSError the file
+    system is asked: read-only, or under 16 MiB free at the moment of the failure."""
     if isinstance(err, OSError):
-        return disk_error(path, err) if err.errno in DISK_ERRNOS else None
+        if err.errno in DISK_ERRNOS | {errno.EACCES, errno.EPERM}:
+            return disk_error(path, err)
+        if err.errno == errno.EISDIR:
+            return WriteError(f"{path}: is a directory; give a file name")
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if err.errno in (errno.ENOTDIR, errno.EEXIST) and blocker is not None:
+            return WriteError(f"{path}: cannot write: {blocker} is a file, not a folder")
+        return None
     if isinstance(err, LmforgeError):
         return None
     try:
@@ -109,8 +117,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except Exception as e:
-        if (disk := _as_disk_error(path, e)) is not None:
-            raise disk from None
+        if (refused := _as_write_error(path, e)) is not None:
+            raise refused from None
         raise
     finally:
         if tmp.exists():
@@ -148,8 +156,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except Exception as e:
-        if (disk := _as_disk_error(path, e)) is not None:
-            raise disk from None
+        if (refused := _as_write_error(path, e)) is not None:
+            raise refused from None
         raise
     finally:
         if tmp.exists():

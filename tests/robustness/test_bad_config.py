@@ -171,7 +171,10 @@ VALUES = st.one_of(st.text(max_size=12), st.integers(-10**12, 10**12).map(str), 
                    st.lists(st.integers(-3, 3), max_size=3).map(str), st.sampled_from(["null", "true", "~", "{}", "[]"]))
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ_EXAMPLES = 300
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(KEYS), value=VALUES)
 def test_fuzzed_settings_load_or_are_refused_in_one_line(key, value):
     code, _, err = invoke("config", "show", f"{key}={value}")
