@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lmforge.errors import WriteError
-from lmforge.io import atomic_dir, atomic_path, atomic_write_json, clear_stale, exclusive
+from lmforge.io import atomic_dir, atomic_path, atomic_write_json, clear_stale, clear_stale_in, exclusive
 
 
 def dead_pid() -> int:
@@ -88,6 +88,11 @@ def test_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
     (tmp_path / f".step-3.old-{dead}").mkdir()
     clear_stale(tmp_path / "step-3")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["meta.json", f".meta.json.tmp-{live}"])
+    (tmp_path / f".step-1.old-{dead}").mkdir()  # a pruned checkpoint whose removal was killed
+    (tmp_path / f".step-2.old-{live}").mkdir()
+    clear_stale_in(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["meta.json", f".meta.json.tmp-{live}", f".step-2.old-{live}"])
 
 
 def test_exclusive_waits_for_the_holder(tmp_path, capfd):

@@ -87,10 +87,20 @@ def pid_alive(pid: int) -> bool:
 
 def clear_stale(path: Path) -> None:
     """Remove the temporaries that dead processes left beside `path` (`.NAME.tmp-PID`, `.NAME.old-PID`)."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:tmp|old)-(\d+)")
-    if not path.parent.is_dir():
+    _clear_dead(path.parent, re.escape(path.name))
+
+
+def clear_stale_in(folder: Path) -> None:
+    """Remove the temporaries that dead processes left in `folder`, whatever they were named for (a pruned
+    checkpoint moved aside by a run killed while removing it)."""
+    _clear_dead(folder, r"[^/]+?")
+
+
+def _clear_dead(folder: Path, name: str) -> None:
+    pattern = re.compile(rf"\.{name}\.(?:tmp|old)-(\d+)")
+    if not folder.is_dir():
         return
-    for leftover in path.parent.iterdir():
+    for leftover in folder.iterdir():
         m = pattern.fullmatch(leftover.name)
         if m and not pid_alive(int(m.group(1))):
             if leftover.is_dir() and not leftover.is_symlink():

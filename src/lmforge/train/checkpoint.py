@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmforge.errors import CheckpointError
-from lmforge.io import atomic_dir, sha256_file
+from lmforge.io import atomic_dir, clear_stale_in, sha256_file
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -84,6 +84,7 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
         # safetensors and torch.save check no content: a flipped bit would load as a different weight
         sums = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
         (tmp / "state.json").write_text(json.dumps({"step": step, **state, "sha256": sums}, indent=2))
+    clear_stale_in(target.parent)
     keep = {p for _, p in list_checkpoints(run_dir)[-keep_last:]}
     best = best_checkpoint(run_dir)
     if best is not None:
