@@ -197,6 +197,7 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available")
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto = bf16 autocast on CUDA, float32 on CPU")
     compile: bool = Field(False, description="torch.compile the model")
+    activation_checkpointing: bool = Field(False, description="keep only each transformer block's input for the backward pass and recompute the rest: less activation memory for about one more forward pass of compute; gpt and encoder families")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; empty = torch's default")
     eval_interval: int = Field(250, ge=1, description="evaluate on the validation split every this many steps (and at the end)")
     eval_max_windows: int | None = Field(None, ge=1, description="cap on validation windows per evaluation; empty = the whole validation split")

@@ -144,3 +144,51 @@ def test_compiled_model_trains_like_eager(tiny_config, tmp_path):
     compiled = train(tiny_config("train.max_steps=10", "sample.num_samples=0", "train.compile=true"),
                      tmp_path / "compiled", progress=False)
     assert compiled.val_loss == pytest.approx(eager.val_loss, rel=1e-3)
+
+
+@pytest.mark.parametrize("family", [[], ["model.arch=encoder"]], ids=["gpt", "encoder"])
+def test_activation_checkpointing_trains_to_the_same_weights(family, tiny_config, tmp_path):
+    # recomputed blocks restore the RNG, so even with dropout the run is the same run
+    common = [*family, "model.dropout=0.1", "train.max_steps=4", "sample.num_samples=0"]
+    plain = train(tiny_config(*common), tmp_path / "plain", progress=False)
+    recomputed = train(tiny_config(*common, "train.activation_checkpointing=true"), tmp_path / "ckpt", progress=False)
+    a = load_file(plain.run_dir / "checkpoints/step-4/model.safetensors")
+    b = load_file(recomputed.run_dir / "checkpoints/step-4/model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert recomputed.val_loss == pytest.approx(plain.val_loss, rel=1e-5)
+
+
+def test_activation_checkpointing_keeps_less_for_the_backward_pass():
+    from torch.autograd.graph import saved_tensors_hooks
+
+    from lmforge.models import build_model
+
+    def saved_bytes(checkpointing: bool) -> int:
+        torch.manual_seed(0)
+        model = build_model(load_config(None, ["model.n_layer=4", "model.n_embd=64", "model.n_head=4",
+                                               "model.block_size=64", "model.vocab_size=96"]).model)
+        model.activation_checkpointing = checkpointing
+        total = 0
+
+        def keep(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with saved_tensors_hooks(keep, lambda t: t):
+            logits, _ = model(torch.randint(0, 96, (4, 64)))
+        logits.sum().backward()
+        return total
+
+    assert saved_bytes(True) < 0.5 * saved_bytes(False)
+
+
+def test_activation_checkpointing_needs_blocks(tiny_corpus, tmp_path):
+    from cli_checks import assert_one_line_error, invoke
+
+    code, _, err = invoke("train", f"data.path={tiny_corpus}", f"data.prepared_dir={tmp_path / 'prepared'}",
+                          "tokenizer.kind=char", "model.arch=lstm", "model.n_layer=1", "model.n_embd=16",
+                          "model.hidden_size=16", "train.activation_checkpointing=true", "--run-dir", tmp_path / "r")
+    assert_one_line_error(code, err, "train.activation_checkpointing: the lstm model has no blocks to recompute")
+    assert not (tmp_path / "r").exists()

@@ -13,6 +13,10 @@ backbones talk to a model only through it.
 - `aux_loss`: a regulariser the last training forward computed (AWD's AR/TAR, a backward LM's loss) that the
   trainer adds to the cross-entropy, or None; `last_losses`: per-direction losses of a forward/backward pair.
 - `flops_per_token()`, `num_params()`.
+- `blocks()`: the repeated layers, bottom to top, that activation checkpointing recomputes (and that FSDP
+  would shard one by one); `[]` for a family without them. With `activation_checkpointing` set (the trainer
+  sets it from `train.activation_checkpointing`), a family's forward runs each block through `self.block`,
+  which keeps only the block's input for the backward pass and recomputes the rest.
 
 Facts about a family are class attributes, so callers ask the model (or `models.model_class(cfg)`) instead of
 testing `arch` strings: `recurrent` (carries state across windows), `objective` ("causal": next-token
@@ -28,6 +32,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 State = Any  # None, or a tuple of batch-first tensors (models/rnn.py describes the recurrent format)
 
@@ -63,6 +68,7 @@ class LanguageModel(nn.Module, ABC):
     feature_note: ClassVar[str | None] = None
     aux_loss: torch.Tensor | None = None
     last_losses: dict[str, torch.Tensor] | None = None
+    activation_checkpointing: bool = False
 
     detach_state = staticmethod(detach_state)
     reset_state = staticmethod(reset_state)
@@ -94,6 +100,16 @@ class LanguageModel(nn.Module, ABC):
     @abstractmethod
     def num_params(self, exclude_embeddings: bool = True) -> int:
         """Parameter count; with exclude_embeddings, without the lookup-only tables."""
+
+    def blocks(self) -> list[nn.Module]:
+        return []
+
+    def block(self, block: nn.Module, *args, **kwargs):
+        """`block(*args)`; while training with activation checkpointing, recomputed in the backward pass instead
+        of keeping its activations (torch.utils.checkpoint restores the RNG, so dropout draws the same masks)."""
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False, **kwargs)
+        return block(*args, **kwargs)
 
     def flops_per_token(self) -> int:
         """Training FLOPs per token (forward and backward): 6 per weight that multiplies an activation."""

@@ -44,6 +44,9 @@ class Encoder(LanguageModel):
     def max_positions(self) -> int:
         return self.config.block_size
 
+    def blocks(self) -> list[nn.Module]:
+        return list(self.transformer.h)
+
     def num_params(self, exclude_embeddings: bool = True) -> int:
         """Parameter count; with exclude_embeddings, without the position table (the tied token embedding is
         also the head)."""
@@ -65,7 +68,7 @@ class Encoder(LanguageModel):
         x = t.drop(t.wte(tokens) + t.wpe(torch.arange(T, device=tokens.device)))
         keep = mask.bool()[:, None, None, :] if mask is not None else None
         for block in t.h:
-            x = block(x, keep=keep)
+            x = self.block(block, x, keep=keep)
         return t.ln_f(x)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:

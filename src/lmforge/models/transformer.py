@@ -179,6 +179,9 @@ class GPT(LanguageModel):
     def max_positions(self) -> int:
         return self.config.block_size
 
+    def blocks(self) -> list[nn.Module]:
+        return list(self.transformer.h)
+
     def num_params(self, exclude_embeddings: bool = True) -> int:
         """Parameter count. With exclude_embeddings, the lookup-only tables are left out, as nanoGPT reports:
         the position embedding, and the token embedding only when untied (tied, it is also the output head)."""
@@ -212,7 +215,7 @@ class GPT(LanguageModel):
             rope = (self.rope_cos[:T], self.rope_sin[:T])
         x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, rope)
+            x = self.block(block, x, rope)
         return self.transformer.ln_f(x)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:

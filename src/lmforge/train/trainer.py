@@ -177,6 +177,11 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
     tc = cfg.train
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
+    if tc.activation_checkpointing:
+        if not raw_model.blocks():
+            raise ConfigError(f"train.activation_checkpointing: the {cfg.model.arch} model has no blocks to "
+                              "recompute (the gpt and encoder families have)")
+        raw_model.activation_checkpointing = True
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device, bf16_compute=_bf16(cfg, d.device))
     if raw_model.recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
