@@ -215,7 +215,7 @@ class TrainConfig(Section):
     mlflow_tracking_uri: str | None = Field(None, description="MLflow's tracking URI; empty = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory")
     report: bool = Field(True, description="write report.html (curves, results, samples, config) to the run directory at the end")
     report_every: int | None = Field(None, ge=1, description="also redraw report.html every this many steps while training; empty = only at the end")
-    peak_flops: float | None = Field(None, gt=0, description="one device's peak FLOP/s, which MFU divides by; empty = 989e12 (H100 dense bf16) on CUDA, the CPU's measured GEMM peak in the training dtype on the CPU (lmforge bench-gemm; measured once per machine and cached)")
+    peak_flops: float | None = Field(None, gt=0, description="one device's peak FLOP/s, which MFU divides by; empty = the data-sheet figure of a known CUDA device (dense bf16 when training in bf16, else fp32; train/peak.py lists them; an unknown device logs no MFU), the CPU's measured GEMM peak in the training dtype on the CPU (lmforge bench-gemm; measured once per machine and cached)")
 
     @field_validator("loggers")
     @classmethod

@@ -38,8 +38,19 @@ def test_peak_flops_prefers_the_configured_figure(monkeypatch):
     monkeypatch.setattr(peak, "cpu_peak_flops", lambda dtype: {torch.float32: 1e11, torch.bfloat16: 2e11}[dtype])
     assert peak.peak_flops(torch.device("cpu"), False, None) == 1e11
     assert peak.peak_flops(torch.device("cpu"), True, None) == 2e11
-    assert peak.peak_flops(torch.device("cuda"), True, None) == peak.GPU_PEAK_FLOPS
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert peak.peak_flops(torch.device("cuda"), True, None) == 989e12
     assert peak.peak_flops(torch.device("cpu"), False, 3e9) == 3e9
+
+
+@pytest.mark.parametrize("name, bf16, expected", [
+    ("NVIDIA H100 80GB HBM3", True, 989e12), ("NVIDIA H100 PCIe", True, 756e12), ("NVIDIA H100 NVL", True, 835e12),
+    ("NVIDIA H200", True, 989e12), ("NVIDIA A100-SXM4-80GB", True, 312e12), ("NVIDIA A100-SXM4-80GB", False, 19.5e12),
+    ("NVIDIA L40S", True, 362e12), ("NVIDIA L4", True, 121e12), ("NVIDIA GeForce RTX 4090", False, 82.6e12),
+    ("Tesla T4", True, None),
+])
+def test_gpu_peaks_come_from_the_data_sheet_table(name, bf16, expected):
+    assert peak.gpu_peak_flops(name, bf16) == expected
 
 
 def test_training_logs_model_flops_and_mfu_on_the_cpu(tiny_config, tmp_path):

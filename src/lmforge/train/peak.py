@@ -1,5 +1,9 @@
 """The peak FLOP/s that MFU divides by: a data-sheet figure for a GPU, a measured one for a CPU.
 
+A GPU's figure comes from `GPU_PEAKS`, matched against `torch.cuda.get_device_name()`: NVIDIA's data-sheet
+dense (no sparsity) tensor-core bf16 peak when training in bf16, else the plain fp32 peak. A device the table
+does not know gets no MFU rather than a wrong one; `train.peak_flops` gives its figure.
+
 A CPU's data-sheet peak (cores x clock x FMA width) is rarely what torch's GEMM reaches on it, and on a
 shared or virtual machine not even the core count is known. So the CPU peak is measured: the fastest of a
 few timed square matrix products of 256, 512 and 1024 rows (on a 2-core EPYC the smaller ones, which stay in
@@ -22,7 +26,26 @@ import torch
 
 from lmforge.io import atomic_write_json
 
-GPU_PEAK_FLOPS = 989e12  # H100 SXM, dense bf16: what `train.peak_flops` means when it is left empty on CUDA
+# (name fragment, dense bf16 FLOP/s, fp32 FLOP/s), from NVIDIA's data sheets; the first fragment found in the
+# device's name wins, so a variant comes before its family (H100 PCIe before H100, the SXM part)
+GPU_PEAKS: tuple[tuple[str, float, float], ...] = (
+    ("H200", 989e12, 67e12),
+    ("H100 PCIe", 756e12, 51e12),
+    ("H100 NVL", 835e12, 60e12),
+    ("H100", 989e12, 67e12),
+    ("A100", 312e12, 19.5e12),
+    ("L40S", 362e12, 91.6e12),
+    ("L4", 121e12, 30.3e12),
+    ("RTX 4090", 165e12, 82.6e12),
+)
+
+
+def gpu_peak_flops(name: str, bf16: bool) -> float | None:
+    """The data-sheet peak of the CUDA device called `name`, or None for one the table does not know."""
+    for fragment, bf16_peak, fp32_peak in GPU_PEAKS:
+        if fragment in name:
+            return bf16_peak if bf16 else fp32_peak
+    return None
 
 
 def cache_path() -> Path:
@@ -82,11 +105,11 @@ def cpu_peak_flops(dtype: torch.dtype = torch.float32, refresh: bool = False) ->
     return cached[key]
 
 
-def peak_flops(device: torch.device, bf16: bool, configured: float | None) -> float:
+def peak_flops(device: torch.device, bf16: bool, configured: float | None) -> float | None:
     """What MFU divides by on one device: train.peak_flops when set, else the GPU data-sheet figure on CUDA
-    or the measured GEMM peak in the training dtype on the CPU."""
+    (None for a GPU `GPU_PEAKS` does not know) or the measured GEMM peak in the training dtype on the CPU."""
     if configured is not None:
         return configured
     if device.type == "cuda":
-        return GPU_PEAK_FLOPS
+        return gpu_peak_flops(torch.cuda.get_device_name(device), bf16)
     return cpu_peak_flops(torch.bfloat16 if bf16 else torch.float32)

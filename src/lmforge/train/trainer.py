@@ -316,6 +316,9 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
     log = RunLogger(run.path, tc.max_steps, at.step, d.is_main, show_progress, trackers)
     flops_per_token = raw_model.flops_per_token()
     peak = peak_flops(d.device, _bf16(cfg, d.device), tc.peak_flops) if d.is_main else None
+    if d.is_main and peak is None:
+        log.write(f"no MFU logged: {torch.cuda.get_device_name(d.device)} is not in train/peak.py's table of "
+                  "data-sheet peaks; set train.peak_flops to its peak FLOP/s")
     masked = raw_model.objective == "masked"
     # a recurrent model zeroes the state of rows whose document ended, when asked to
     reset_id = data.tokenizer.eod_id if raw_model.recurrent and cfg.model.reset_state_at_eod else None
