@@ -197,6 +197,8 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available")
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto = bf16 autocast on CUDA, float32 on CPU")
     compile: bool = Field(False, description="torch.compile the model")
+    strategy: Literal["auto", "single", "ddp", "fsdp"] = Field("auto", description="how the model is spread over torchrun's processes: single (one process), ddp (each rank holds everything; gradients averaged), fsdp (FSDP2: parameters, gradients and optimizer state sharded over the ranks, per transformer block); auto = single for one process, ddp under torchrun")
+    fsdp_reshard_after_forward: bool = Field(True, description="fsdp: free a block's gathered parameters after its forward pass and gather them again for the backward (ZeRO-3); false keeps them (ZeRO-2: more memory, one gather less)")
     activation_checkpointing: bool = Field(False, description="keep only each transformer block's input for the backward pass and recompute the rest: less activation memory for about one more forward pass of compute; gpt and encoder families")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; empty = torch's default")
     eval_interval: int = Field(250, ge=1, description="evaluate on the validation split every this many steps (and at the end)")

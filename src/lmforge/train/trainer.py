@@ -38,6 +38,8 @@ from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distri
 from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import END_KEY, RunLogger, Throughput, peak_memory_mib, run_ended, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
+from lmforge.train.parallel import (FullModel, FullOptimizer, full_state, grad_sync, local_value, resolve_strategy,
+                                    shard)
 from lmforge.train.peak import peak_flops
 from lmforge.train.schedules import batch_rows, lr_at
 from lmforge.train.trackers import check_trackers, open_trackers
@@ -86,7 +88,8 @@ class StepDone:
 
 
 def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module, optimizer, loader, rows: int,
-                    carried, autocast, masked: bool, reset_id: int | None, guard: NonFiniteGuard) -> StepDone:
+                    carried, autocast, masked: bool, reset_id: int | None, guard: NonFiniteGuard,
+                    strategy: str) -> StepDone:
     """One optimizer step: grad_accum_steps micro-batches of `rows` windows, the loss of the step the mean
     cross-entropy over every target of the global batch (see the module doc), then clipping and the update,
     which the guard skips when the loss or the gradient norm is not finite (train/guard.py)."""
@@ -103,12 +106,11 @@ def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module
         if new_pass:
             carried = None
         last = i == len(batches) - 1
-        sync = contextlib.nullcontext() if last or not d.enabled else model.no_sync()
-        with sync:
+        with grad_sync(model, strategy, last):
             with autocast:
                 logits, carried = model(x, carried)
             ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
-            # DDP averages gradients over ranks, so scale by world size to get the global token mean
+            # DDP and FSDP average gradients over ranks, so scale by world size to get the global token mean
             share = d.world_size / n_tokens
             loss = ce * share
             if (aux := raw_model.aux_loss) is not None:  # e.g. AR/TAR, a per-batch mean
@@ -120,7 +122,7 @@ def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module
         carried = map_tensors(torch.Tensor.detach, carried)  # truncated BPTT: no gradient into the past
         if reset_id is not None:
             carried = raw_model.reset_state(carried, (x == reset_id).any(dim=1))
-    norm = grad_norm(list(raw_model.parameters()), cfg.train.grad_clip)
+    norm = local_value(grad_norm(list(raw_model.parameters()), cfg.train.grad_clip))
     # every rank decides alike: the gradients (and so their norm) are already averaged, the loss is summed here
     finite = guard.ok(all_reduce_sum(step_loss.clone(), d), norm)
     if finite:
@@ -138,6 +140,13 @@ class Parts:
     optimizer: torch.optim.Optimizer
     loader: RandomWindows | StreamWindows | MaskedWindows
     masker: Callable[[int], MaskedLM] | None  # a masked LM's masks for a given seed
+    strategy: str = "single"  # train/parallel.py
+
+    def checkpointed(self) -> tuple:
+        """The model and optimizer as checkpoint.py reads and writes them: under fsdp, views of the full state."""
+        if self.strategy == "fsdp":
+            return FullModel(self.raw_model), FullOptimizer(self.raw_model, self.optimizer)
+        return self.raw_model, self.optimizer
 
 
 @dataclass
@@ -175,6 +184,10 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
     """Model, optimizer and loader, in the order that fixes every random draw: the seed, the model's
     initialisation, the loader's own generator, the masks' own generator, then this rank's dropout stream."""
     tc = cfg.train
+    strategy = resolve_strategy(tc.strategy, d)
+    if strategy == "fsdp" and cfg.optimizer.name == "muon":
+        raise ConfigError("train.strategy=fsdp: optimizer.name=muon is not supported yet (its orthogonalisation "
+                          "needs whole matrices, which fsdp shards); use adamw or sgd, or ddp")
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
     if tc.activation_checkpointing:
@@ -182,6 +195,8 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
             raise ConfigError(f"train.activation_checkpointing: the {cfg.model.arch} model has no blocks to "
                               "recompute (the gpt and encoder families have)")
         raw_model.activation_checkpointing = True
+    if strategy == "fsdp":  # before the optimizer, which must hold the sharded parameters
+        shard(raw_model, raw_model.blocks(), tc.fsdp_reshard_after_forward, cfg.model.arch)
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device, bf16_compute=_bf16(cfg, d.device))
     if raw_model.recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
@@ -199,7 +214,7 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
         masker = masks
         loader = MaskedWindows(loader, masker(tc.seed + 2 + d.rank))
     torch.manual_seed(tc.seed + d.rank)  # dropout masks differ between ranks
-    return Parts(cfg, data, raw_model, optimizer, loader, masker)
+    return Parts(cfg, data, raw_model, optimizer, loader, masker, strategy)
 
 
 def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite: bool) -> Progress:
@@ -207,8 +222,9 @@ def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite:
     progress = Progress()
     if resume:
         ckpt = run.checkpoint("last")
-        load_weights(parts.raw_model, ckpt, d.device)
-        state = load_training_state(ckpt, parts.optimizer)
+        model, optimizer = parts.checkpointed()
+        load_weights(model, ckpt, d.device)
+        state = load_training_state(ckpt, optimizer)
         if len(state["loader"]) != d.world_size:
             raise CheckpointError(f"{ckpt}: saved by {len(state['loader'])} processes; resume it with as many")
         parts.loader.load_state_dict(state["loader"][d.rank])
@@ -235,11 +251,15 @@ def evaluate(parts: Parts, model: nn.Module, d: Dist, autocast) -> float:
     """Mean validation loss per target token, over every rank's share of the split."""
     cfg, tc = parts.cfg, parts.cfg.train
     # a masked LM is scored on the same masks at every evaluation, so its losses compare
-    masker = parts.masker(tc.seed + 3 + d.rank) if parts.masker else None
+    # under fsdp each forward pass is a collective, so every rank scores every window, in step
+    rank, world = (0, 1) if parts.strategy == "fsdp" else (d.rank, d.world_size)
+    masker = parts.masker(tc.seed + 3 + rank) if parts.masker else None
     loss_sum, count = sum_loss(model, parts.data.split("val"), cfg.model.block_size, tc.eval_batch_size, d.device,
-                               autocast, tc.eval_max_windows, d.rank, d.world_size,
+                               autocast, tc.eval_max_windows, rank, world,
                                recurrent=parts.raw_model.recurrent, masker=masker)
-    totals = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device), d)
+    totals = torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device)
+    if world > 1:
+        totals = all_reduce_sum(totals, d)
     return (totals[0] / totals[1]).item()
 
 
@@ -251,8 +271,11 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
         gathered: list = [None] * d.world_size
         torch.distributed.all_gather_object(gathered, per_rank[0])
         per_rank = gathered
+    model, optimizer = parts.checkpointed()
+    if parts.strategy == "fsdp":  # every rank helps gather the full state; rank 0 writes it
+        model.weights, optimizer.state = full_state(parts.raw_model, parts.optimizer)
     if d.is_main:
-        save_checkpoint(run.path, progress.step, parts.raw_model, parts.optimizer, {
+        save_checkpoint(run.path, progress.step, model, optimizer, {
             "val_loss": val_loss, "best_val_loss": progress.best, "evals_since_best": progress.evals_since_best,
             "elapsed_s": elapsed_s, "tokens": progress.tokens, "loader": [r["loader"] for r in per_rank], "rng": [r["rng"] for r in per_rank],
             # what the run's tokenizer.json and config.yaml are checked against when the weights are loaded
@@ -289,12 +312,12 @@ def _skipped(run: RunDir, parts: Parts, at: Progress, d: Dist, log: RunLogger, g
     raise guard.error(at.step, saved)
 
 
-def wrap(raw_model: nn.Module, cfg: Config, d: Dist) -> nn.Module:
-    """The model the steps call: compiled if asked, under DDP with several processes."""
+def wrap(raw_model: nn.Module, cfg: Config, d: Dist, strategy: str) -> nn.Module:
+    """The model the steps call: compiled if asked, under DDP for the ddp strategy (fsdp shards it in place)."""
     model = raw_model
     if cfg.train.compile:
         model = torch.compile(model)
-    if d.enabled:
+    if strategy == "ddp":
         model = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     return model
 
@@ -309,7 +332,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
     at = start_or_resume(run, parts, d, resume, overwrite)
     tc, raw_model = cfg.train, parts.raw_model
 
-    model = wrap(raw_model, cfg, d)
+    model = wrap(raw_model, cfg, d, parts.strategy)
     autocast = _autocast(cfg, d.device)
     trackers = open_trackers(run.path, tc.trackers(), cfg.model_dump(mode="json"), cfg.name, tc.tracker_project,
                              tc.mlflow_tracking_uri) if d.is_main else []
@@ -337,7 +360,7 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
         set_lr(parts.optimizer, lr)
 
         done = _optimizer_step(cfg, d, model, raw_model, parts.optimizer, parts.loader, batch_rows(at.step, tc),
-                               at.carried, autocast, masked, reset_id, guard)
+                               at.carried, autocast, masked, reset_id, guard, parts.strategy)
         at.carried = done.carried
         if not done.finite:
             _skipped(run, parts, at, d, log, guard, done, model, autocast, elapsed())
@@ -392,9 +415,12 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
             throughput.skip_time()
 
     samples: list[str] = []
-    if d.is_main and cfg.sample.num_samples and not masked:  # an encoder does not generate text
+    # under fsdp every rank samples, in step and alike (the same seed), since each forward pass is a collective;
+    # an encoder does not generate text
+    if (d.is_main or parts.strategy == "fsdp") and cfg.sample.num_samples and not masked:
         samples = sample_texts(raw_model, data.tokenizer, cfg.sample, cfg.model.block_size, d.device, seed=tc.seed)
-        atomic_write_text(run.path / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
+        if d.is_main:
+            atomic_write_text(run.path / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
     if d.is_main and tc.report:
         write_report(run.path)
     # last, so that it says the run ended: one killed before it resumes to write its samples and report again
