@@ -10,10 +10,11 @@ from safetensors.torch import load_file
 from lmforge.train.trainer import train
 
 
-@pytest.mark.parametrize("strategy, accum", [("ddp", 1), ("fsdp", 1), ("fsdp", 2)])
-def test_two_ranks_equal_one_process(strategy, accum, tiny_config, tiny_overrides, tmp_path):
+@pytest.mark.parametrize("strategy, accum, optimizer", [("ddp", 1, "muon"), ("fsdp", 1, "adamw"), ("fsdp", 2, "adamw"),
+                                                       ("fsdp", 2, "muon")])
+def test_two_ranks_equal_one_process(strategy, accum, optimizer, tiny_config, tiny_overrides, tmp_path):
     common = ["train.max_steps=4", "train.eval_interval=4", "train.num_threads=1", "sample.num_samples=0",
-              "model.dropout=0.0", f"train.grad_accum_steps={accum}", "optimizer.name=adamw"]
+              "model.dropout=0.0", f"train.grad_accum_steps={accum}", f"optimizer.name={optimizer}"]
     single = train(tiny_config(*common, f"train.micro_batch_size={8 // accum}"), tmp_path / "single", progress=False)
 
     overrides = [*tiny_overrides, *common, f"train.micro_batch_size={4 // accum}", f"train.strategy={strategy}"]
@@ -36,7 +37,7 @@ def _torchrun(*args) -> subprocess.CompletedProcess:
 
 
 def test_an_fsdp_run_resumes_bit_for_bit_and_its_checkpoint_loads_anywhere(tiny_overrides, tmp_path):
-    common = [*tiny_overrides, "train.num_threads=1", "optimizer.name=adamw", "train.strategy=fsdp",
+    common = [*tiny_overrides, "train.num_threads=1", "train.strategy=fsdp",
               "train.micro_batch_size=4", "train.eval_interval=3", "model.dropout=0.1", "sample.num_samples=1",
               "sample.max_new_tokens=8", "schedule.decay_steps=6"]
     whole = _torchrun(*common, "train.max_steps=6", "--run-dir", tmp_path / "whole")
@@ -72,7 +73,6 @@ def test_a_strategy_that_does_not_fit_is_one_line(args, message, tiny_overrides,
 @pytest.mark.parametrize("args, message", [
     (["model.arch=lstm", "model.hidden_size=16", "optimizer.name=adamw"],
      "train.strategy=fsdp: the lstm model has no blocks to shard"),
-    (["optimizer.name=muon"], "train.strategy=fsdp: optimizer.name=muon is not supported yet"),
 ])
 def test_fsdp_refuses_what_it_cannot_shard_in_one_line(args, message, tiny_overrides, tmp_path):
     overrides = [o for o in tiny_overrides if not o.startswith("model.n_head")] if "model.arch=lstm" in args \

@@ -65,12 +65,29 @@ class Muon(torch.optim.Optimizer):
                 torch._foreach_mul_(bufs, group["momentum"])
                 torch._foreach_add_(bufs, grads)
                 g = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
-                updates = orthogonalize(torch.stack(g), group["ns_steps"], self.ns_dtype).unbind(0)
+                updates = orthogonalize(torch.stack([whole(m) for m in g]), group["ns_steps"], self.ns_dtype).unbind(0)
+                updates = [like(u, p) for u, p in zip(updates, params)]
                 # an orthogonal m x n update has RMS 1/sqrt(max(m, n)); rescale tall matrices to match
                 scale = max(1.0, params[0].size(0) / params[0].size(1)) ** 0.5
                 if group["weight_decay"]:
                     torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
                 torch._foreach_add_(params, updates, alpha=-group["lr"] * scale)
+
+
+def whole(t: torch.Tensor) -> torch.Tensor:
+    """A matrix sharded by FSDP gathered whole: Newton-Schulz orthogonalises the matrix, not a shard of rows.
+    Every rank then computes the same update (the compute is repeated, the memory of one matrix at a time)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def like(update: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """The update laid out as the parameter: a sharded parameter takes its own rows, with no communication,
+    as every rank holds the same whole update."""
+    if hasattr(param, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(update, param.device_mesh, param.placements, src_data_rank=None)
+    return update
 
 
 class Optimizers:

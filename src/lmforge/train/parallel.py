@@ -4,7 +4,8 @@
 - ddp: every rank holds the whole model and optimizer; gradients are averaged after each backward pass
   (DistributedDataParallel), skipped during gradient accumulation but for the last micro-batch.
 - fsdp: FSDP2 (`torch.distributed.fsdp.fully_shard`) on each of the model's `blocks()` and then the root:
-  parameters, gradients and optimizer state are sharded over the ranks, a block's parameters gathered just
+  parameters, gradients and optimizer state are sharded over the ranks (Muon gathers each matrix whole to
+  orthogonalise it, train/muon.py), a block's parameters gathered just
   for its forward and backward (and freed after the forward unless `train.fsdp_reshard_after_forward` is
   off: ZeRO-2's trade of memory for one gather less). Gradients are reduce-scattered as averages, as DDP's
   all-reduce averages, so the trainer's loss scaling is the same for both.
@@ -74,14 +75,25 @@ def _options():
     return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
-def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+def _parts(optimizer) -> dict[str, torch.optim.Optimizer] | None:
+    """The optimizers of a Muon + AdamW pair (train/muon.py's `Optimizers`, saved as {name: state}), or None."""
+    return getattr(optimizer, "optimizers", None)
+
+
+def full_state(model: nn.Module, optimizer) -> tuple[dict, dict]:
     """The full model and optimizer state (in `optimizer.state_dict()`'s own layout) on rank 0, {} elsewhere.
     A collective: every rank calls it."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     weights = get_model_state_dict(model, options=_options())
-    optim = get_optimizer_state_dict(model, optimizer, options=_options())
-    return weights, (_by_index(optim) if optim else {})
+
+    def one(opt):
+        state = get_optimizer_state_dict(model, opt, options=_options())
+        return _by_index(state) if state else {}
+
+    parts = _parts(optimizer)
+    optim = {name: one(opt) for name, opt in parts.items()} if parts else one(optimizer)
+    return weights, (optim if weights else {})
 
 
 def _by_index(optim: dict) -> dict:
@@ -127,8 +139,18 @@ class FullOptimizer:
         return self.state
 
     def load_state_dict(self, saved: dict) -> None:
+        parts = _parts(self.optimizer)
+        if parts is None:
+            self._load(self.optimizer, saved)
+            return
+        if set(saved) != set(parts):
+            raise KeyError(f"optimizer state holds {sorted(saved)}, expected {sorted(parts)}")
+        for name, opt in parts.items():
+            self._load(opt, saved[name])
+
+    def _load(self, optimizer: torch.optim.Optimizer, saved: dict) -> None:
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
         names = {id(p): name for name, p in self.model.named_parameters()}
-        named = [[names[id(p)] for p in group["params"]] for group in self.optimizer.param_groups]
-        set_optimizer_state_dict(self.model, self.optimizer, _by_name(saved, named), options=_options())
+        named = [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+        set_optimizer_state_dict(self.model, optimizer, _by_name(saved, named), options=_options())

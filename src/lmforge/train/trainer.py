@@ -185,9 +185,6 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
     initialisation, the loader's own generator, the masks' own generator, then this rank's dropout stream."""
     tc = cfg.train
     strategy = resolve_strategy(tc.strategy, d)
-    if strategy == "fsdp" and cfg.optimizer.name == "muon":
-        raise ConfigError("train.strategy=fsdp: optimizer.name=muon is not supported yet (its orthogonalisation "
-                          "needs whole matrices, which fsdp shards); use adamw or sgd, or ddp")
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
     if tc.activation_checkpointing:
