@@ -23,7 +23,7 @@ FLOORS = {
         "lmforge.finetune.backbones", "lmforge.finetune.heads", "lmforge.finetune.lora", "lmforge.finetune.data",
         "lmforge.finetune.task", "lmforge.report", "lmforge.eval.harness"],
     4: ["lmforge.train.trainer", "lmforge.finetune.train", "lmforge.finetune.predict", "lmforge.eval.recipe",
-        "lmforge.bakeoff", "lmforge.export"],
+        "lmforge.bakeoff", "lmforge.export", "lmforge.plan"],
     5: ["lmforge.cli", "lmforge.__main__"],
 }
 RECIPES = 4
