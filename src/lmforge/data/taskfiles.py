@@ -171,7 +171,8 @@ def read_table(path: str | Path, fmt: str, text_column: str) -> Table:
     path = Path(path)
     fmt = table_format(path, fmt)
     if fmt == "txt":
-        return _with_rows(Table(path, [text_column], [{text_column: line} for line in read_lines(path) if line.strip()]))
+        rows = [{text_column: line} for line in read_lines(path) if line.strip()]
+        return _with_rows(Table(path, [text_column], rows))
     if fmt == "jsonl":
         rows, columns = [], {}
         for number, line in enumerate(read_lines(path), 1):

@@ -60,8 +60,8 @@ def train_labels(fc: FinetuneConfig) -> list[str]:
     if fc.task == "classify":
         table = read_table(fc.train_path, fc.format, fc.text_column)
         column(table, fc.text_column, "text")  # a missing text column is named before the label column
-        return label_list(split_labels(column(table, fc.label_column, "label"), fc.multi_label, fc.label_separator, table.path),
-                          table.path)
+        labels = split_labels(column(table, fc.label_column, "label"), fc.multi_label, fc.label_separator, table.path)
+        return label_list(labels, table.path)
     if fc.task == "tag":
         sentences = read_tagged(fc.train_path, labelled=True)
         return sorted({t for s in sentences for t in s.tags})

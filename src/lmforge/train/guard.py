@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lmforge.errors import LmforgeError
+from lmforge.train.parallel import whole
 
 
 class DivergedError(LmforgeError):
@@ -22,10 +23,11 @@ class DivergedError(LmforgeError):
 
 
 def grad_norm(parameters: list[nn.Parameter], clip: float) -> torch.Tensor:
-    """The global gradient norm, clipping to `clip` when it is above 0 (the norm before clipping either way)."""
+    """The global gradient norm, clipping to `clip` when it is above 0 (the norm before clipping either way);
+    over fsdp-sharded gradients too (gathered whole)."""
     if clip > 0:
-        return torch.nn.utils.clip_grad_norm_(parameters, clip)
-    return torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+        return whole(torch.nn.utils.clip_grad_norm_(parameters, clip))
+    return whole(torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None]))
 
 
 class NonFiniteGuard:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from lmforge.train.parallel import whole
+
 # coefficients of the quintic iteration: chosen for a steep slope at 0, so few steps suffice, at the
 # price of singular values ending near 1 (roughly 0.7..1.2) rather than exactly at 1
 _NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -65,6 +67,8 @@ class Muon(torch.optim.Optimizer):
                 torch._foreach_mul_(bufs, group["momentum"])
                 torch._foreach_add_(bufs, grads)
                 g = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
+                # a matrix fsdp shards is orthogonalised whole, not a shard of its rows; every rank computes the
+                # same update (the compute repeated, the memory of one shape group at a time)
                 updates = orthogonalize(torch.stack([whole(m) for m in g]), group["ns_steps"], self.ns_dtype).unbind(0)
                 updates = [like(u, p) for u, p in zip(updates, params)]
                 # an orthogonal m x n update has RMS 1/sqrt(max(m, n)); rescale tall matrices to match
@@ -72,12 +76,6 @@ class Muon(torch.optim.Optimizer):
                 if group["weight_decay"]:
                     torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
                 torch._foreach_add_(params, updates, alpha=-group["lr"] * scale)
-
-
-def whole(t: torch.Tensor) -> torch.Tensor:
-    """A matrix sharded by FSDP gathered whole: Newton-Schulz orthogonalises the matrix, not a shard of rows.
-    Every rank then computes the same update (the compute is repeated, the memory of one matrix at a time)."""
-    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 def like(update: torch.Tensor, param: torch.Tensor) -> torch.Tensor:

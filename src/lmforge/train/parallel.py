@@ -27,9 +27,6 @@ from torch import nn
 from lmforge.errors import ConfigError
 from lmforge.train.distributed import Dist
 
-STRATEGIES = ("single", "ddp", "fsdp")
-
-
 def resolve_strategy(strategy: str, d: Dist) -> str:
     """auto: single for one process, ddp under torchrun; an explicit choice must fit the process count."""
     if strategy == "auto":
@@ -64,8 +61,9 @@ def grad_sync(model: nn.Module, strategy: str, last: bool) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
-def local_value(t: torch.Tensor) -> torch.Tensor:
-    """A DTensor's whole value (a sharded gradient norm), a plain tensor as it is."""
+def whole(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor (an fsdp-sharded matrix, or a norm over sharded gradients) gathered whole; a plain tensor as
+    it is."""
     return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 

@@ -38,8 +38,7 @@ from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distri
 from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import END_KEY, RunLogger, Throughput, peak_memory_mib, run_ended, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
-from lmforge.train.parallel import (FullModel, FullOptimizer, full_state, grad_sync, local_value, resolve_strategy,
-                                    shard)
+from lmforge.train.parallel import FullModel, FullOptimizer, full_state, grad_sync, resolve_strategy, shard
 from lmforge.train.peak import peak_flops
 from lmforge.train.schedules import batch_rows, lr_at
 from lmforge.train.trackers import check_trackers, open_trackers
@@ -122,7 +121,7 @@ def _optimizer_step(cfg: Config, d: Dist, model: nn.Module, raw_model: nn.Module
         carried = map_tensors(torch.Tensor.detach, carried)  # truncated BPTT: no gradient into the past
         if reset_id is not None:
             carried = raw_model.reset_state(carried, (x == reset_id).any(dim=1))
-    norm = local_value(grad_norm(list(raw_model.parameters()), cfg.train.grad_clip))
+    norm = grad_norm(list(raw_model.parameters()), cfg.train.grad_clip)
     # every rank decides alike: the gradients (and so their norm) are already averaged, the loss is summed here
     finite = guard.ok(all_reduce_sum(step_loss.clone(), d), norm)
     if finite:
