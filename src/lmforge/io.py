@@ -157,10 +157,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
         tmp.mkdir()
         yield tmp
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(tmp)
+        for folder in [tmp, *(d for d in tmp.rglob("*") if d.is_dir())]:
+            for f in folder.iterdir():
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+            fsync_dir(folder)
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)

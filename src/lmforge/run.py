@@ -2,7 +2,8 @@
 
     runs/<name>/  config.yaml  tokenizer.json  metrics.jsonl  tensorboard/  samples.txt  report.html
                   evals.jsonl (every evaluation of the run: checkpoint, split, data, result)
-                  checkpoints/step-N/{model.safetensors, optimizer.pt, state.json[, carried_state.pt]}
+                  checkpoints/step-N/{model.safetensors, optimizer.pt, state.json[, carried_state.pt]}, or sharded/
+                  (every fsdp rank's shards, train/sharded.py) in place of the first two
                   task.json (a fine-tuned task run: task, label map, backbone)   backbone/ (an HF backbone's files)
     <out>/        bakeoff.json, bakeoff.md, one run directory per family (a bake-off)
 

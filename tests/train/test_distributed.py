@@ -10,6 +10,13 @@ from safetensors.torch import load_file
 from lmforge.train.trainer import train
 
 
+def _weights(run_dir) -> dict:
+    """A run's last weights, whichever kind of checkpoint holds them, read in this one process."""
+    from lmforge.run import load_run
+
+    return load_run(run_dir).model.state_dict()
+
+
 @pytest.mark.parametrize("strategy, accum, optimizer", [("ddp", 1, "muon"), ("fsdp", 1, "adamw"), ("fsdp", 2, "adamw"),
                                                        ("fsdp", 2, "muon")])
 def test_two_ranks_equal_one_process(strategy, accum, optimizer, tiny_config, tiny_overrides, tmp_path):
@@ -23,8 +30,7 @@ def test_two_ranks_equal_one_process(strategy, accum, optimizer, tiny_config, ti
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    a = load_file(single.run_dir / "checkpoints/step-4/model.safetensors")
-    b = load_file(tmp_path / "ddp/checkpoints/step-4/model.safetensors")
+    a, b = _weights(single.run_dir), _weights(tmp_path / "ddp")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
@@ -48,19 +54,75 @@ def test_an_fsdp_run_resumes_bit_for_bit_and_its_checkpoint_loads_anywhere(tiny_
                               "-m", "lmforge", "train", "--resume", str(tmp_path / "half"), "train.max_steps=6",
                               "--no-progress"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a = load_file(tmp_path / "whole/checkpoints/step-6/model.safetensors")
-    b = load_file(tmp_path / "half/checkpoints/step-6/model.safetensors")
+    # sharded by default under fsdp: each rank's file and DCP's metadata, no gathered copy
+    shards = tmp_path / "whole/checkpoints/step-6/sharded"
+    assert sorted(p.name for p in shards.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert not (tmp_path / "whole/checkpoints/step-6/model.safetensors").exists()
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "half")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "whole/samples.txt").read_text() == (tmp_path / "half/samples.txt").read_text()
-    # one model.safetensors and optimizer.pt, as any run has: a single process evaluates it
     from cli_checks import invoke
-    code, out, err = invoke("eval", tmp_path / "whole", "--json")
+    code, out, err = invoke("eval", tmp_path / "whole", "--json")  # a single process reads the shards
+    assert code == 0 and not err, err
+    code, out, err = invoke("export", tmp_path / "whole", tmp_path / "hf")
     assert code == 0, err
+    exported = load_file(tmp_path / "hf/model.safetensors")
+    assert torch.equal(exported["transformer.wte.weight"], a["transformer.wte.weight"])
+
+
+def test_a_sharded_run_resumes_on_another_number_of_processes(tiny_overrides, tmp_path):
+    """2 fsdp ranks -> 1 process, and 1 process -> 2 fsdp ranks, each equal to going on as it was (no dropout,
+    the same global batch: the windows are the same draws, data/loader.py)."""
+    import shutil
+
+    from cli_checks import assert_one_line_error, invoke
+
+    common = [*tiny_overrides, "train.num_threads=1", "train.eval_interval=3", "model.dropout=0.0",
+              "sample.num_samples=0", "schedule.decay_steps=6", "train.max_steps=6", "train.checkpoint_interval=3",
+              "train.keep_last=2"]
+    two = _torchrun(*common, "train.strategy=fsdp", "train.micro_batch_size=4", "--run-dir", tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    shutil.copytree(tmp_path / "two", tmp_path / "two-then-one")
+    shutil.rmtree(tmp_path / "two-then-one/checkpoints/step-6")  # as if killed after step 3
+    code, _, err = invoke("train", "--resume", tmp_path / "two-then-one", "train.strategy=auto",
+                          "train.micro_batch_size=8", "--no-progress")
+    assert code == 0, err
+    a, b = _weights(tmp_path / "two"), _weights(tmp_path / "two-then-one")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
+
+    one = train(tiny_config_from(common, "train.micro_batch_size=8", "train.max_steps=3"), tmp_path / "one-then-two",
+                progress=False)
+    assert one.step == 3
+    grown = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            "-m", "lmforge", "train", "--resume", str(tmp_path / "one-then-two"), "train.max_steps=6",
+                            "train.strategy=fsdp", "train.micro_batch_size=4", "--no-progress"],
+                           capture_output=True, text=True, timeout=300)
+    assert grown.returncode == 0, grown.stderr[-3000:]
+    c = _weights(tmp_path / "one-then-two")
+    for key in a:
+        torch.testing.assert_close(a[key], c[key], rtol=1e-5, atol=1e-5)
+
+    # a shard missing, or one from another checkpoint, is named in one line before anything is read
+    step3 = tmp_path / "two/checkpoints/step-3/sharded"
+    (step3 / "__1_0.distcp").rename(tmp_path / "aside.distcp")
+    code, _, err = invoke("eval", tmp_path / "two", "--checkpoint", "step-3")
+    assert_one_line_error(code, err, "__1_0.distcp: checkpoint shard missing")
+    shutil.copy(tmp_path / "two/checkpoints/step-6/sharded/__1_0.distcp", step3 / "__1_0.distcp")
+    code, _, err = invoke("eval", tmp_path / "two", "--checkpoint", "step-3")
+    assert_one_line_error(code, err, "__1_0.distcp: truncated or foreign checkpoint")
+
+
+def tiny_config_from(overrides, *extra):
+    from lmforge.config import load_config
+
+    return load_config(None, [*overrides, *extra])
 
 
 @pytest.mark.parametrize("args, message", [
     (["train.strategy=fsdp"], "train.strategy=fsdp: needs 2 or more processes"),
     (["train.strategy=ddp"], "train.strategy=ddp: needs 2 or more processes"),
+    (["train.checkpoint_format=sharded"], "train.checkpoint_format=sharded: needs train.strategy=fsdp"),
 ])
 def test_a_strategy_that_does_not_fit_is_one_line(args, message, tiny_overrides, tmp_path):
     from cli_checks import assert_one_line_error, invoke
@@ -83,3 +145,18 @@ def test_fsdp_refuses_what_it_cannot_shard_in_one_line(args, message, tiny_overr
     assert errors and all(message in line for line in errors), proc.stderr[-2000:]
     # torchrun itself reports a failed child with a traceback of its own; none may come from lmforge
     assert "lmforge/" not in proc.stderr.replace(str(tmp_path), "") and not (tmp_path / "r").exists()
+
+
+def test_a_recurrent_run_resumes_only_on_as_many_processes(tiny_overrides, tmp_path):
+    from cli_checks import assert_one_line_error, invoke
+
+    overrides = [o for o in tiny_overrides if not o.startswith("model.n_head")]
+    run = _torchrun(*overrides, "model.arch=lstm", "model.hidden_size=16", "optimizer.name=adamw",
+                    "train.num_threads=1", "train.strategy=ddp", "train.micro_batch_size=4", "train.max_steps=2",
+                    "sample.num_samples=0", "--run-dir", tmp_path / "r")
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = (tmp_path / "r/metrics.jsonl").read_text()
+    code, _, err = invoke("train", "--resume", tmp_path / "r", "train.max_steps=4", "train.strategy=auto",
+                          "--no-progress")
+    assert_one_line_error(code, err, "saved by 2 processes; a recurrent run carries each rank's hidden state")
+    assert (tmp_path / "r/metrics.jsonl").read_text() == metrics  # nothing trimmed or written

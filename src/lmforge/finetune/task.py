@@ -27,7 +27,7 @@ from lmforge.finetune.data import (Feature, best_answers, collate, encode_qa, en
 from lmforge.finetune.heads import TaskModel, build_head, task_loss
 from lmforge.io import atomic_write_text
 from lmforge.run import RunDir
-from lmforge.train.checkpoint import load_weights
+from lmforge.train.checkpoint import load_weights, saved_shapes
 
 
 @dataclass
@@ -190,20 +190,20 @@ def load_task_run(run_dir: str | Path, which: str = "last") -> tuple[Config, Tas
     fc = cfg.finetune
     model = TaskModel(backbone, build_head(task_name, backbone, len(labels), fc.pooling, fc.head_dropout))
     module = model.backbone.lm if task_name == "lm" else model
-    _check_shapes(module, ckpt / "model.safetensors")
+    _check_shapes(module, ckpt)
     load_weights(module, ckpt)
     model.eval()
     return cfg, Task(fc, labels, model)
 
 
-def _check_shapes(model: torch.nn.Module, path: Path) -> None:
+def _check_shapes(model: torch.nn.Module, ckpt: Path) -> None:
     """A tensor whose shape differs (a label map edited, another backbone) named before loading fails
     with torch's many-line message."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
 
+    path = ckpt / "model.safetensors"
     try:
-        with safe_open(str(path), framework="pt") as f:
-            saved = {key: list(f.get_slice(key).get_shape()) for key in f.keys()}
+        saved = saved_shapes(ckpt)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
     for key, tensor in model.state_dict().items():

@@ -4,6 +4,7 @@ as one self-contained HTML page."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lmforge.report.figures import Chart, confusion_chart, group_lr_chart, metri
 from lmforge.report.series import (CURVES, X_AXES, Records, Series, differing_keys, extract_series, group_lrs,
                                    label, latest_evals, read_records)
 from lmforge.run import RunDir
+from lmforge.train.checkpoint import saved_shapes
 
 REPORT = "report.html"
 
@@ -45,16 +47,7 @@ def run_series(run: RunDir, records: Records) -> dict[str, Series]:
 
 def _param_count(ckpt: Path) -> int | None:
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
-            total = 0
-            for key in f.keys():
-                n = 1
-                for d in f.get_slice(key).get_shape():
-                    n *= d
-                total += n
-            return total
+        return sum(math.prod(shape) for shape in saved_shapes(ckpt).values())
     except Exception:  # a report is drawn for any run, whatever its checkpoint holds
         return None
 

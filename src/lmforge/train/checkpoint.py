@@ -1,4 +1,5 @@
-"""Checkpoints in the run directory: checkpoints/step-N/{model.safetensors, optimizer.pt, state.json}.
+"""Checkpoints in the run directory: checkpoints/step-N/{model.safetensors, optimizer.pt, state.json}, or with
+`sharded/` (train/sharded.py: every fsdp rank's shards) in place of the first two.
 
 Only what is inside a checkpoint is written and read here (tensors, optimizer and RNG state); the run
 directory around it is run.py's. Each checkpoint directory is written under a temporary name and renamed when complete, so a killed run
@@ -14,6 +15,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 from pickle import UnpicklingError  # the error torch.load(weights_only=True) raises on code; nothing is unpickled here
 
 import numpy as np
@@ -24,6 +26,7 @@ from torch import nn
 
 from lmforge.errors import CheckpointError
 from lmforge.io import atomic_dir, clear_stale_in, sha256_file
+from lmforge.train import sharded
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -71,18 +74,24 @@ def best_checkpoint(run_dir: Path) -> Path | None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict, keep_last: int, carried: list | None = None) -> Path:
+                    state: dict, keep_last: int, carried: list | None = None,
+                    tensors: Callable[[Path], None] | None = None) -> Path:
     """Write checkpoints/step-N atomically, then prune all but the last `keep_last` and the best.
 
-    `carried`: each rank's recurrent state between windows, so truncated BPTT resumes exactly."""
+    `carried`: each rank's recurrent state between windows, so truncated BPTT resumes exactly. `tensors`
+    writes the weights and optimizer into the temporary folder in place of model.safetensors and optimizer.pt
+    (a sharded checkpoint's shards, train/sharded.py)."""
     target = Path(run_dir) / "checkpoints" / f"step-{step}"
     with atomic_dir(target) as tmp:
-        save_weights(model, tmp / "model.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if tensors is not None:
+            tensors(tmp)
+        else:
+            save_weights(model, tmp / "model.safetensors")
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if carried is not None:
             torch.save([map_tensors(torch.Tensor.cpu, c) for c in carried], tmp / "carried_state.pt")
-        # safetensors and torch.save check no content: a flipped bit would load as a different weight
-        sums = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
+        # safetensors, torch.save and DCP check no content: a flipped bit would load as a different weight
+        sums = {f.relative_to(tmp).as_posix(): sha256_file(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
         (tmp / "state.json").write_text(json.dumps({"step": step, **state, "sha256": sums}, indent=2))
     clear_stale_in(target.parent)
     keep = {p for _, p in list_checkpoints(run_dir)[-keep_last:]}
@@ -157,7 +166,46 @@ def save_weights(model: nn.Module, path: Path) -> None:
     save_file({name: state[name].detach().to("cpu", copy=True).contiguous() for name in _aliases(model)}, str(path))
 
 
+def _verify_shards(ckpt: Path) -> None:
+    """Every file state.json recorded under sharded/ is there and is the one written (a shard missing, damaged
+    or from another run is named before DCP reads it)."""
+    ckpt = Path(ckpt)
+    try:
+        recorded = json.loads((ckpt / "state.json").read_text(encoding="utf-8")).get("sha256") or {}
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{ckpt / 'state.json'}: unreadable ({str(e).splitlines()[0]})") from None
+    names = [n for n in recorded if n.startswith(sharded.FOLDER + "/")]
+    if not names:
+        raise CheckpointError(f"{ckpt / 'state.json'}: records no shards for {ckpt / sharded.FOLDER} (damaged)")
+    for name in names:
+        if not (ckpt / name).is_file():
+            raise CheckpointError(f"{ckpt / name}: checkpoint shard missing (the checkpoint is incomplete)")
+        verify(ckpt, name)
+
+
+def _load_sharded(ckpt: Path, model: nn.Module, optimizer=None) -> None:
+    _verify_shards(ckpt)
+    try:
+        sharded.load(ckpt, model, optimizer)
+    except (RuntimeError, ValueError, KeyError, OSError) as e:  # DCP's CheckpointException is a RuntimeError
+        detail = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise CheckpointError(f"{Path(ckpt) / sharded.FOLDER}: shards do not fit this model ({detail[:200]})") from None
+
+
+def saved_shapes(ckpt: Path) -> dict[str, list[int]]:
+    """Each saved weight's shape by name, read from the checkpoint's header or metadata alone."""
+    from safetensors import safe_open
+
+    if sharded.is_sharded(ckpt):
+        return sharded.shapes(ckpt)
+    with safe_open(str(Path(ckpt) / "model.safetensors"), framework="pt") as f:
+        return {key: list(f.get_slice(key).get_shape()) for key in f.keys()}
+
+
 def load_weights(model: nn.Module, ckpt: Path, device: torch.device | str = "cpu") -> None:
+    if sharded.is_sharded(ckpt) and not (Path(ckpt) / "model.safetensors").is_file():
+        _load_sharded(ckpt, model)
+        return
     path = Path(ckpt) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{ckpt}: checkpoint has no model.safetensors")
@@ -193,6 +241,16 @@ def load_training_state(ckpt: Path, optimizer: torch.optim.Optimizer) -> dict:
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{ckpt}: truncated or foreign checkpoint ({str(e).splitlines()[0]})") from None
     return state
+
+
+def resume_from(ckpt: Path, model: nn.Module, optimizer, device: torch.device) -> dict:
+    """Load a checkpoint of either kind into the model and optimizer, resharded to this process's layout for a
+    sharded one; its state.json."""
+    if not sharded.is_sharded(ckpt):
+        load_weights(model, ckpt, device)
+        return load_training_state(ckpt, optimizer)
+    _load_sharded(ckpt, model, optimizer)  # which checked state.json's sums, so it reads
+    return json.loads((Path(ckpt) / "state.json").read_text(encoding="utf-8"))
 
 
 def __getattr__(name: str):

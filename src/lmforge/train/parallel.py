@@ -10,11 +10,11 @@
   off: ZeRO-2's trade of memory for one gather less). Gradients are reduce-scattered as averages, as DDP's
   all-reduce averages, so the trainer's loss scaling is the same for both.
 
-Checkpoints stay one `model.safetensors` and one `optimizer.pt` whatever the strategy: under fsdp every rank
-takes part in gathering the full state (`full_state`) and rank 0 writes it, and a resume scatters it back
-(`FullModel`, `FullOptimizer`). A run can so be resumed, evaluated, exported or fine-tuned by any strategy,
-at the cost of holding the full state in rank 0's CPU memory while saving; sharded (DCP) checkpoints for
-models whose state does not fit one host are not built yet.
+Under fsdp checkpoints are sharded by default (`train.checkpoint_format`, train/sharded.py: every rank writes
+its own shards with torch.distributed.checkpoint). With `full`, every rank takes part in gathering the full
+state (`full_state`) and rank 0 writes one `model.safetensors` and one `optimizer.pt`, and a resume scatters
+them back (`FullModel`, `FullOptimizer`), at the cost of holding the full state in rank 0's CPU memory while
+saving. Either kind is resumed, evaluated, exported or fine-tuned by any strategy on any number of processes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,16 @@ def resolve_strategy(strategy: str, d: Dist) -> str:
         raise ConfigError(f"train.strategy={strategy}: needs 2 or more processes "
                           "(torchrun --nproc_per_node N -m lmforge train ...)")
     return strategy
+
+
+def resolve_checkpoint_format(fmt: str, strategy: str) -> str:
+    """auto: sharded under fsdp (train/sharded.py), full otherwise."""
+    if fmt == "auto":
+        return "sharded" if strategy == "fsdp" else "full"
+    if fmt == "sharded" and strategy != "fsdp":
+        raise ConfigError(f"train.checkpoint_format=sharded: needs train.strategy=fsdp (under {strategy} every "
+                          "process holds the whole model, so there are no shards); use full or auto")
+    return fmt
 
 
 def shard(model: nn.Module, blocks: list[nn.Module], reshard_after_forward: bool, arch: str) -> None:

@@ -32,13 +32,15 @@ from lmforge.models.base import LanguageModel
 from lmforge.prepare import ensure_prepared
 from lmforge.report import write_report
 from lmforge.run import RunDir
-from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, load_training_state,
-                                      load_weights, map_tensors, restore_rng, save_checkpoint)
+from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, map_tensors, restore_rng,
+                                      resume_from, save_checkpoint)
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import END_KEY, RunLogger, Throughput, peak_memory_mib, run_ended, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
-from lmforge.train.parallel import FullModel, FullOptimizer, full_state, grad_sync, resolve_strategy, shard
+from lmforge.train.parallel import (FullModel, FullOptimizer, full_state, grad_sync, resolve_checkpoint_format,
+                                    resolve_strategy, shard)
+from lmforge.train.sharded import is_sharded, write_shards
 from lmforge.train.peak import peak_flops
 from lmforge.train.schedules import batch_rows, lr_at
 from lmforge.train.trackers import check_trackers, open_trackers
@@ -140,10 +142,12 @@ class Parts:
     loader: RandomWindows | StreamWindows | MaskedWindows
     masker: Callable[[int], MaskedLM] | None  # a masked LM's masks for a given seed
     strategy: str = "single"  # train/parallel.py
+    checkpoint_format: str = "full"  # full or sharded (train/sharded.py)
 
-    def checkpointed(self) -> tuple:
-        """The model and optimizer as checkpoint.py reads and writes them: under fsdp, views of the full state."""
-        if self.strategy == "fsdp":
+    def checkpointed(self, sharded: bool) -> tuple:
+        """The model and optimizer as checkpoint.py reads and writes them: for a full checkpoint under fsdp,
+        views of the full state; otherwise themselves (a sharded checkpoint is read and written shard by shard)."""
+        if self.strategy == "fsdp" and not sharded:
             return FullModel(self.raw_model), FullOptimizer(self.raw_model, self.optimizer)
         return self.raw_model, self.optimizer
 
@@ -184,6 +188,7 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
     initialisation, the loader's own generator, the masks' own generator, then this rank's dropout stream."""
     tc = cfg.train
     strategy = resolve_strategy(tc.strategy, d)
+    checkpoint_format = resolve_checkpoint_format(tc.checkpoint_format, strategy)
     torch.manual_seed(tc.seed)
     raw_model = build_model(cfg.model).to(d.device)
     if tc.activation_checkpointing:
@@ -210,7 +215,7 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
         masker = masks
         loader = MaskedWindows(loader, masker(tc.seed + 2 + d.rank))
     torch.manual_seed(tc.seed + d.rank)  # dropout masks differ between ranks
-    return Parts(cfg, data, raw_model, optimizer, loader, masker, strategy)
+    return Parts(cfg, data, raw_model, optimizer, loader, masker, strategy, checkpoint_format)
 
 
 def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite: bool) -> Progress:
@@ -218,16 +223,10 @@ def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite:
     progress = Progress()
     if resume:
         ckpt = run.checkpoint("last")
-        model, optimizer = parts.checkpointed()
-        load_weights(model, ckpt, d.device)
-        state = load_training_state(ckpt, optimizer)
-        if len(state["loader"]) != d.world_size:
-            raise CheckpointError(f"{ckpt}: saved by {len(state['loader'])} processes; resume it with as many")
-        parts.loader.load_state_dict(state["loader"][d.rank])
-        restore_rng(state["rng"][d.rank])
+        state = resume_from(ckpt, *parts.checkpointed(is_sharded(ckpt)), d.device)
+        carried = restore_positions(ckpt, state, parts, d)
         progress = Progress(state["step"], state.get("best_val_loss"), state.get("evals_since_best", 0),
-                            state.get("elapsed_s", 0.0), state.get("tokens"), load_carried_state(ckpt, d.rank, d.device),
-                            state.get("val_loss"))
+                            state.get("elapsed_s", 0.0), state.get("tokens"), carried, state.get("val_loss"))
         # at max_steps but killed before its end (samples, report), the run resumes to finish that
         max_steps = parts.cfg.train.max_steps
         if progress.step > max_steps or (progress.step == max_steps and run_ended(run.path, progress.step)):
@@ -241,6 +240,34 @@ def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite:
         run.create(parts.cfg, parts.data.tokenizer, overwrite)
     barrier(d)  # the run directory exists before any rank writes to it
     return progress
+
+
+def restore_positions(ckpt: Path, state: dict, parts: Parts, d: Dist):
+    """Every rank's loader position and RNG streams as saved, and its carried recurrent state (returned).
+
+    On another number of processes than saved: the windows go on from the same stream of draws (every rank
+    draws the indices of the whole global batch from one generator, data/loader.py), so with the same global
+    batch (micro_batch_size x processes) they are the windows the saved run would have drawn; each rank that
+    existed keeps its dropout stream and a new rank starts a fresh one (seeded by its rank and the step),
+    and a masked LM's new ranks draw fresh masks alike. A recurrent run is refused: its streams and hidden
+    state are cut per rank."""
+    saved = len(state["loader"])
+    if saved == d.world_size:
+        parts.loader.load_state_dict(state["loader"][d.rank])
+        restore_rng(state["rng"][d.rank])
+        return load_carried_state(ckpt, d.rank, d.device)
+    if parts.raw_model.recurrent:
+        raise CheckpointError(f"{ckpt}: saved by {saved} processes; a recurrent run carries each rank's hidden "
+                              f"state, so resume it on {saved}")
+    loader_state = dict(state["loader"][min(d.rank, saved - 1)])
+    if parts.masker is not None and d.rank >= saved:  # MaskedWindows: the windows' state, then this rank's masks
+        loader_state["masker"] = parts.masker(parts.cfg.train.seed + 2 + d.rank + 7919 * state["step"]).state_dict()
+    parts.loader.load_state_dict(loader_state)
+    if d.rank < saved:
+        restore_rng(state["rng"][d.rank])
+    else:
+        torch.manual_seed(parts.cfg.train.seed + d.rank + 7919 * state["step"])
+    return None
 
 
 def evaluate(parts: Parts, model: nn.Module, d: Dist, autocast) -> float:
@@ -267,9 +294,12 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
         gathered: list = [None] * d.world_size
         torch.distributed.all_gather_object(gathered, per_rank[0])
         per_rank = gathered
-    model, optimizer = parts.checkpointed()
-    if parts.strategy == "fsdp":  # every rank helps gather the full state; rank 0 writes it
+    sharded = parts.checkpoint_format == "sharded"
+    model, optimizer = parts.checkpointed(sharded)
+    if parts.strategy == "fsdp" and not sharded:  # every rank helps gather the full state; rank 0 writes it
         model.weights, optimizer.state = full_state(parts.raw_model, parts.optimizer)
+    if sharded and not d.is_main:  # rank 0 writes the rest of the checkpoint around every rank's shards
+        write_shards(model, optimizer, None)
     if d.is_main:
         save_checkpoint(run.path, progress.step, model, optimizer, {
             "val_loss": val_loss, "best_val_loss": progress.best, "evals_since_best": progress.evals_since_best,
@@ -278,7 +308,8 @@ def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss:
             "tokenizer_sha256": parts.data.tokenizer.sha256, "model": parts.cfg.model.model_dump(mode="json"),
             "config_keys": sorted(flatten(parts.cfg.model_dump(mode="json"))),
         }, parts.cfg.train.keep_last,
-            carried=[r["carried"] for r in per_rank] if parts.raw_model.recurrent else None)
+            carried=[r["carried"] for r in per_rank] if parts.raw_model.recurrent else None,
+            tensors=(lambda tmp: write_shards(model, optimizer, tmp)) if sharded else None)
     barrier(d)
 
 
