@@ -17,14 +17,22 @@ def _weights(run_dir) -> dict:
     return load_run(run_dir).model.state_dict()
 
 
-@pytest.mark.parametrize("strategy, accum, optimizer", [("ddp", 1, "muon"), ("fsdp", 1, "adamw"), ("fsdp", 2, "adamw"),
-                                                       ("fsdp", 2, "muon")])
-def test_two_ranks_equal_one_process(strategy, accum, optimizer, tiny_config, tiny_overrides, tmp_path):
-    common = ["train.max_steps=4", "train.eval_interval=4", "train.num_threads=1", "sample.num_samples=0",
-              "model.dropout=0.0", f"train.grad_accum_steps={accum}", f"optimizer.name={optimizer}"]
-    single = train(tiny_config(*common, f"train.micro_batch_size={8 // accum}"), tmp_path / "single", progress=False)
+LSTM = ["model.arch=lstm", "model.hidden_size=16"]
 
-    overrides = [*tiny_overrides, *common, f"train.micro_batch_size={4 // accum}", f"train.strategy={strategy}"]
+
+@pytest.mark.parametrize("strategy, accum, optimizer, arch", [
+    ("ddp", 1, "muon", []), ("fsdp", 1, "adamw", []), ("fsdp", 2, "adamw", []), ("fsdp", 2, "muon", []),
+    # a recurrent stack is one fsdp block; its windows are streams, its state carried between them
+    ("fsdp", 2, "adamw", LSTM)])
+def test_two_ranks_equal_one_process(strategy, accum, optimizer, arch, tiny_overrides, tmp_path):
+    base = [o for o in tiny_overrides if not (arch and o.startswith("model.n_head"))]
+    common = [*base, *arch, "train.max_steps=4", "train.eval_interval=4", "train.num_threads=1",
+              "sample.num_samples=0", "model.dropout=0.0", f"train.grad_accum_steps={accum}",
+              f"optimizer.name={optimizer}"]
+    single = train(tiny_config_from(common, f"train.micro_batch_size={8 // accum}"), tmp_path / "single",
+                   progress=False)
+
+    overrides = [*common, f"train.micro_batch_size={4 // accum}", f"train.strategy={strategy}"]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "lmforge", "train", *overrides, "--run-dir", str(tmp_path / "ddp"), "--no-progress"],
                           capture_output=True, text=True, timeout=300)
@@ -133,12 +141,10 @@ def test_a_strategy_that_does_not_fit_is_one_line(args, message, tiny_overrides,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["model.arch=lstm", "model.hidden_size=16", "optimizer.name=adamw"],
-     "train.strategy=fsdp: the lstm model has no blocks to shard"),
+    (["model.arch=ffnn", "model.hidden_size=16"], "train.strategy=fsdp: the ffnn model has no blocks to shard"),
 ])
 def test_fsdp_refuses_what_it_cannot_shard_in_one_line(args, message, tiny_overrides, tmp_path):
-    overrides = [o for o in tiny_overrides if not o.startswith("model.n_head")] if "model.arch=lstm" in args \
-        else tiny_overrides
+    overrides = [o for o in tiny_overrides if not o.startswith(("model.n_head", "model.n_layer"))]
     proc = _torchrun(*overrides, "train.strategy=fsdp", *args, "--run-dir", tmp_path / "r")
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
@@ -150,7 +156,7 @@ def test_fsdp_refuses_what_it_cannot_shard_in_one_line(args, message, tiny_overr
 def test_a_recurrent_run_resumes_only_on_as_many_processes(tiny_overrides, tmp_path):
     from cli_checks import assert_one_line_error, invoke
 
-    overrides = [o for o in tiny_overrides if not o.startswith("model.n_head")]
+    overrides = [o for o in tiny_overrides if not o.startswith(("model.n_head", "model.n_layer"))]
     run = _torchrun(*overrides, "model.arch=lstm", "model.hidden_size=16", "optimizer.name=adamw",
                     "train.num_threads=1", "train.strategy=ddp", "train.micro_batch_size=4", "train.max_steps=2",
                     "sample.num_samples=0", "--run-dir", tmp_path / "r")

@@ -146,12 +146,18 @@ def test_compiled_model_trains_like_eager(tiny_config, tmp_path):
     assert compiled.val_loss == pytest.approx(eager.val_loss, rel=1e-3)
 
 
-@pytest.mark.parametrize("family", [[], ["model.arch=encoder"]], ids=["gpt", "encoder"])
-def test_activation_checkpointing_trains_to_the_same_weights(family, tiny_config, tmp_path):
-    # recomputed blocks restore the RNG, so even with dropout the run is the same run
-    common = [*family, "model.dropout=0.1", "train.max_steps=4", "sample.num_samples=0"]
-    plain = train(tiny_config(*common), tmp_path / "plain", progress=False)
-    recomputed = train(tiny_config(*common, "train.activation_checkpointing=true"), tmp_path / "ckpt", progress=False)
+@pytest.mark.parametrize("family", [[], ["model.arch=encoder"],
+                                    ["model.arch=lstm", "model.hidden_size=16", "model.weight_drop=0.2",
+                                     "model.dropout_between=0.2"],
+                                    ["model.arch=gru", "model.hidden_size=16", "model.direction=both"]],
+                         ids=["gpt", "encoder", "lstm", "bigru"])
+def test_activation_checkpointing_trains_to_the_same_weights(family, tiny_overrides, tmp_path):
+    # recomputed blocks restore the RNG, so even with dropout (and DropConnect) the run is the same run
+    base = [o for o in tiny_overrides if not ("model.hidden_size=16" in family and o.startswith("model.n_head"))]
+    common = [*base, *family, "model.dropout=0.1", "train.max_steps=4", "sample.num_samples=0"]
+    plain = train(load_config(None, common), tmp_path / "plain", progress=False)
+    recomputed = train(load_config(None, [*common, "train.activation_checkpointing=true"]), tmp_path / "ckpt",
+                       progress=False)
     a = load_file(plain.run_dir / "checkpoints/step-4/model.safetensors")
     b = load_file(recomputed.run_dir / "checkpoints/step-4/model.safetensors")
     for key in a:
@@ -188,7 +194,7 @@ def test_activation_checkpointing_needs_blocks(tiny_corpus, tmp_path):
     from cli_checks import assert_one_line_error, invoke
 
     code, _, err = invoke("train", f"data.path={tiny_corpus}", f"data.prepared_dir={tmp_path / 'prepared'}",
-                          "tokenizer.kind=char", "model.arch=lstm", "model.n_layer=1", "model.n_embd=16",
+                          "tokenizer.kind=char", "model.arch=ffnn", "model.n_embd=16",
                           "model.hidden_size=16", "train.activation_checkpointing=true", "--run-dir", tmp_path / "r")
-    assert_one_line_error(code, err, "train.activation_checkpointing: the lstm model has no blocks to recompute")
+    assert_one_line_error(code, err, "train.activation_checkpointing: the ffnn model has no blocks to recompute")
     assert not (tmp_path / "r").exists()

@@ -13,8 +13,8 @@ backbones talk to a model only through it.
 - `aux_loss`: a regulariser the last training forward computed (AWD's AR/TAR, a backward LM's loss) that the
   trainer adds to the cross-entropy, or None; `last_losses`: per-direction losses of a forward/backward pair.
 - `flops_per_token()`, `num_params()`.
-- `blocks()`: the repeated layers, bottom to top, that activation checkpointing recomputes (and that FSDP
-  would shard one by one); `[]` for a family without them. With `activation_checkpointing` set (the trainer
+- `blocks()`: the repeated layers, bottom to top, that activation checkpointing recomputes and that FSDP
+  shards one by one (a recurrent model's whole layer stack is one); `[]` for a family without them. With `activation_checkpointing` set (the trainer
   sets it from `train.activation_checkpointing`), a family's forward runs each block through `self.block`,
   which keeps only the block's input for the backward pass and recomputes the rest.
 

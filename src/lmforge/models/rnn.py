@@ -202,6 +202,11 @@ class RecurrentLM(LanguageModel):
     def feature_size(self) -> int:
         return self.lm_head.in_features
 
+    def blocks(self) -> list[nn.Module]:
+        """The recurrent layer stack, as one block: fsdp gathers all its layers at once (DropConnect draws its
+        masks from the gathered matrices), and activation checkpointing recomputes it whole."""
+        return [self.rnn]
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """[embedding, layer 0, ..., last layer + head bias and (untied) head weight]."""
         bottom = list(self.wte.parameters())
@@ -234,7 +239,7 @@ class RecurrentLM(LanguageModel):
     def forward(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         x = embedding_dropout(self.wte, tokens, self.config.embed_dropout, self.training)  # (B, T, n_embd)
         x = self.drop_input(x)
-        h, state = self.rnn(x, state)
+        h, state = self.block(self.rnn, x, state)
         out = self.drop_output(h)
         # Set by every forward, so a stale penalty from an earlier batch is never added twice.
         self.aux_loss = self.activation_penalty(h, out) if self.training else None
@@ -279,6 +284,9 @@ class BiLM(LanguageModel):
     @property
     def feature_size(self) -> int:
         return self.forward_lm.feature_size
+
+    def blocks(self) -> list[nn.Module]:
+        return [*self.forward_lm.blocks(), *self.backward_lm.blocks()]
 
     def features(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The forward LM's features (the backward LM's read the text the other way)."""

@@ -194,8 +194,10 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
     if tc.activation_checkpointing:
         if not raw_model.blocks():
             raise ConfigError(f"train.activation_checkpointing: the {cfg.model.arch} model has no blocks to "
-                              "recompute (the gpt and encoder families have)")
-        raw_model.activation_checkpointing = True
+                              "recompute (the gpt, encoder and recurrent families have)")
+        for part in raw_model.modules():  # a forward/backward pair's two LMs too
+            if isinstance(part, LanguageModel):
+                part.activation_checkpointing = True
     if strategy == "fsdp":  # before the optimizer, which must hold the sharded parameters
         shard(raw_model, raw_model.blocks(), tc.fsdp_reshard_after_forward, cfg.model.arch)
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device, bf16_compute=_bf16(cfg, d.device))
