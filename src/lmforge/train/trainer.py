@@ -199,7 +199,7 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
             if isinstance(part, LanguageModel):
                 part.activation_checkpointing = True
     if strategy == "fsdp":  # before the optimizer, which must hold the sharded parameters
-        shard(raw_model, raw_model.blocks(), tc.fsdp_reshard_after_forward, cfg.model.arch)
+        shard(raw_model, raw_model.blocks(), tc.fsdp_reshard_after_forward, cfg.model.arch, _bf16(cfg, d.device))
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device, bf16_compute=_bf16(cfg, d.device))
     if raw_model.recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
