@@ -7,7 +7,12 @@ in metrics.jsonl; the final checkpoint, which gathers the full state on rank 0 u
 the data: what is there before the model), so the ratio compares what the strategy holds, not the
 interpreter; both figures are printed. Step time is the mean of the logged steps after the first.
 
-    python benchmarks/ddp_vs_fsdp.py [--steps 20] [--out runs/ddp-vs-fsdp] [key=value ...]
+The ranks run with `MALLOC_MMAP_THRESHOLD_=131072`, as docs/planning.md's calibration does: glibc otherwise keeps
+freed blocks below a threshold it raises as it goes (up to 32 MB) in the heap, so the resident set stays above what
+the tensors need by an amount that depends on the order of allocations, which differs between the strategies
+(`--glibc-default` measures that way instead).
+
+    python benchmarks/ddp_vs_fsdp.py [--steps 20] [--out runs/ddp-vs-fsdp] [--glibc-default] [key=value ...]
 
 Run it alone, from a worktree of main; it needs ../shared/data/tinyshakespeare.
 """
@@ -27,13 +32,13 @@ BIG = ["model.n_layer=8", "model.n_head=8", "model.n_embd=512", "model.block_siz
 BASELINE = ["model.n_layer=1", "model.n_head=1", "model.n_embd=8", "model.block_size=256"]
 
 
-def run(out: Path, strategy: str, model: list[str], steps: int, extra: list[str]) -> list[dict]:
+def run(out: Path, strategy: str, model: list[str], steps: int, extra: list[str], malloc: dict) -> list[dict]:
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lmforge",
             "train", str(RECIPE), *model, f"train.strategy={strategy}", "train.num_threads=1",
             "train.micro_batch_size=4", f"train.max_steps={steps}", f"train.eval_interval={steps}",
             "train.log_interval=1", "train.eval_max_windows=64", "sample.num_samples=0", "train.report=false",
             "train.tensorboard=false", *extra, "--run-dir", str(out / strategy), "--overwrite", "--no-progress"]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **malloc})
     if proc.returncode != 0:
         sys.exit(f"{strategy}: training failed:\n{proc.stderr[-3000:]}")
     return [json.loads(line) for line in (out / strategy / "metrics.jsonl").read_text().splitlines()]
@@ -53,10 +58,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "ddp-vs-fsdp")
+    ap.add_argument("--glibc-default", action="store_true", help="leave glibc's mmap threshold to move")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
-    base = summary(run(a.out / "baseline", "ddp", BASELINE, 3, a.overrides))["peak_mib"]
-    rows = {s: summary(run(a.out, s, BIG, a.steps, a.overrides)) for s in ("ddp", "fsdp")}
+    malloc = {} if a.glibc_default else {"MALLOC_MMAP_THRESHOLD_": "131072"}
+    base = summary(run(a.out / "baseline", "ddp", BASELINE, 3, a.overrides, malloc))["peak_mib"]
+    rows = {s: summary(run(a.out, s, BIG, a.steps, a.overrides, malloc)) for s in ("ddp", "fsdp")}
     for s, r in rows.items():
         print(f"{s}: peak over the steps {r['peak_mib']:.0f} MiB (model's share {r['peak_mib'] - base:.0f} MiB), "
               f"with the final checkpoint {r['run_peak_mib']:.0f} MiB, {r['step_s'] * 1000:.0f} ms/step, "
