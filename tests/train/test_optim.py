@@ -28,3 +28,18 @@ def test_sgd_with_momentum():
     grad = model.weight.grad.clone()
     opt.step()
     torch.testing.assert_close(model.weight, before - 0.5 * grad)
+
+
+def test_muon_takes_a_blocks_mlp_as_wide_as_the_vocabulary_and_leaves_the_head():
+    from lmforge.config import load_config
+    from lmforge.models import build_model
+    from lmforge.train.optim import hidden_matrices
+
+    # c_fc is 4 x 16 = 64 wide, as the 64-token vocabulary: inside a block it is a hidden matrix all the same
+    model = build_model(load_config(None, ["model.n_layer=2", "model.n_head=2", "model.n_embd=16",
+                                           "model.block_size=8", "model.vocab_size=64",
+                                           "model.tie_embeddings=false"]).model)
+    taken = {id(p) for p in hidden_matrices(model)}
+    names = {name for name, p in model.named_parameters() if id(p) in taken}
+    assert {f"transformer.h.{i}.mlp.c_fc.weight" for i in range(2)} <= names
+    assert "lm_head.weight" not in names and "transformer.wte.weight" not in names

@@ -33,11 +33,16 @@ def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
-    """Weights of the linear layers inside the network: not embeddings, and not an output head (a linear
-    layer as wide as an embedding table is a head; a tied head is the embedding itself)."""
+    """Weights of the linear layers inside the network: not embeddings, and not an output head. Every linear
+    layer of the model's `blocks()` is inside; outside them, a linear layer as wide as an embedding table is
+    taken for a head (a tied head is the embedding itself), so an MLP that happens to be as wide as the
+    vocabulary stays with Muon when it is in a block."""
     vocab_sizes = {m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)}
+    blocks = model.blocks() if hasattr(model, "blocks") else []
+    in_blocks = {id(p) for block in blocks for p in block.parameters()}
     return [m.weight for m in model.modules()
-            if isinstance(m, nn.Linear) and m.weight.requires_grad and m.out_features not in vocab_sizes]
+            if isinstance(m, nn.Linear) and m.weight.requires_grad
+            and (id(m.weight) in in_blocks or m.out_features not in vocab_sizes)]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device, bf16_compute: bool = False):
