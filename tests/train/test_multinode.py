@@ -3,9 +3,9 @@ rendezvous on 127.0.0.1 train the same weights, bit for bit, as one `--standalon
 
 With a shared filesystem (one run directory, one prepared directory) the data is prepared once, by global
 rank 0, and the other node reuses it. Without one (each node its own run and prepared directory), each node
-prepares its own copy (the same shards) and only global rank 0's node gets a run directory. c10d assigns
-global ranks in the order the agents join (torchrun ignores --node_rank for it), so the test reads which node
-was rank 0 from the prepare log rather than assuming it. The child is tests/train/multinode_child.py: `python
+prepares its own copy (the same shards) and only global rank 0's node gets a run directory. c10d numbers
+the agents by their sorted (host, process id) (torchrun ignores --node_rank for it), so the test reads which
+node was rank 0 from the prepare log rather than assuming it. The child is tests/train/multinode_child.py: `python
 -m lmforge`, counting prepares.
 """
 
