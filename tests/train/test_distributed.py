@@ -1,5 +1,6 @@
 """Two gloo ranks under torchrun train the same weights as one process with the same global batch."""
 
+import json
 import subprocess
 import sys
 
@@ -166,3 +167,67 @@ def test_a_recurrent_run_resumes_only_on_as_many_processes(tiny_overrides, tmp_p
                           "--no-progress")
     assert_one_line_error(code, err, "saved by 2 processes; a recurrent run carries each rank's hidden state")
     assert (tmp_path / "r/metrics.jsonl").read_text() == metrics  # nothing trimmed or written
+
+
+def test_an_fsdp_run_killed_anywhere_resumes_to_the_uninterrupted_weights(tiny_overrides, tmp_path):
+    """SIGKILL to the whole job (torchrun and its ranks, as a scheduler kills it) at a moment drawn after its fifth
+    checkpoint: every checkpoint left under its final name is whole, and the resume ends bit for bit where the
+    uninterrupted run did."""
+    import os
+    import random
+    import signal
+    import time
+
+    from lmforge.train.checkpoint import list_checkpoints, verify
+
+    common = [*tiny_overrides, "train.num_threads=1", "train.strategy=fsdp", "train.micro_batch_size=4",
+              "train.max_steps=60", "train.eval_interval=20", "train.checkpoint_interval=2", "train.keep_last=2",
+              "model.dropout=0.1", "sample.num_samples=0", "train.report=false"]
+    whole = _torchrun(*common, "--run-dir", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            "-m", "lmforge", "train", *common, "--run-dir", str(tmp_path / "killed"), "--no-progress"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(step >= 10 for step, _ in list_checkpoints(tmp_path / "killed")) and job.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(random.Random(0).uniform(0.0, 0.1))  # in the next few steps and their checkpoints, of 25 more
+    ranks = _descendants(job.pid)  # torchrun puts its workers in process groups of their own
+    assert ranks, "the run ended before the kill"
+    for pid in [job.pid, *ranks]:
+        os.kill(pid, signal.SIGKILL)
+    job.wait()
+    saved = list_checkpoints(tmp_path / "killed")
+    assert saved and saved[-1][0] < 60, f"the kill did not land inside the run: {saved}"
+    for _, ckpt in saved:  # whole: state.json and every file it records, with its sum
+        for name in json.loads((ckpt / "state.json").read_text())["sha256"]:
+            verify(ckpt, name)
+
+    resumed = _torchrun("--resume", tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not [p.name for p in (tmp_path / "killed/checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live processes below `pid`, read from /proc."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
