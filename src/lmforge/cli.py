@@ -1,6 +1,8 @@
 """The `lmforge` command line: each verb parses its options, calls the Python API and prints.
 
-Errors from bad input (`LmforgeError`) are printed as one line and exit with status 2.
+Errors from bad input (`LmforgeError`) are printed as one line and exit with status 2, and so are the
+command line's own (an option that is not an integer, an unknown option, a missing argument), which click
+would print as a usage box.
 """
 
 from __future__ import annotations
@@ -18,7 +20,31 @@ from lmforge.config import AugmentConfig, EvalConfig, SampleConfig, TrainConfig
 from lmforge.errors import LmforgeError
 from lmforge.io import DISK_ERRNOS
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+class OneLineUsageErrors(typer.core.TyperGroup):
+    """click's usage errors as one line (`error: lmforge plan: Invalid value for '--devices': ...`), exit status
+    2, where click and typer print a usage box; a verb given no arguments still prints its help."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import sys
+
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        except typer.TyperException as e:  # click's errors (typer vendors click: its classes are typer's)
+            if type(e).__name__ == "NoArgsIsHelpError":  # parsing only, nothing ran: typer shows the help
+                return super().main(args, prog_name, complete_var, standalone_mode=True, **extra)
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            typer.echo(f"error: {where}{e.format_message()}", err=True)
+            sys.exit(getattr(e, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineUsageErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Raw text to a trained, evaluated language model.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configurations.")
 app.add_typer(config_app, name="config")
