@@ -7,6 +7,7 @@ from collections import Counter
 import test_bad_compare_and_bench as compare_bench
 import test_bad_config as config
 import test_bad_corpora as corpora
+import test_bad_plan as plan
 import test_bad_runs as runs
 import test_bad_score_files as scores
 import test_bad_tasks as tasks
@@ -14,7 +15,8 @@ import test_bad_tasks as tasks
 RUN_VERBS = {"resume": "train --resume"}
 TASK_VERBS = {"train": "finetune", "val": "finetune", "eval": "eval", "predict": "predict"}
 EVERY_VERB = {"clean", "curate", "augment", "prepare", "train", "train --resume", "eval", "generate", "finetune",
-              "predict", "score", "export", "bakeoff", "config show", "report", "compare", "bench-gemm"}
+              "predict", "score", "export", "bakeoff", "config show", "report", "compare", "bench-gemm",
+              "plan"}
 
 
 def per_verb() -> Counter:
@@ -28,6 +30,7 @@ def per_verb() -> Counter:
     counts.update({"score": len(scores.CASES)})
     counts.update({"compare": len(compare_bench.RUN_CASES) + len(compare_bench.OPTION_CASES),
                    "bench-gemm": len(compare_bench.BENCH_OPTIONS) + len(compare_bench.CACHE_DAMAGE)})
+    counts.update({"plan": len(plan.RECIPES) + len(plan.OVERRIDES) + len(plan.OPTIONS)})
     return counts
 
 
