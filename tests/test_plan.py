@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cli_checks import assert_one_line_error, invoke
 from lmforge.config import load_config
+from lmforge.errors import ConfigError
 from lmforge.models import build_model
 from lmforge.plan import activations, parse_size, plan, setup
 
@@ -266,3 +267,9 @@ def test_cli_text_and_json():
 ])
 def test_bad_input_is_one_line(args, needle):
     assert_one_line_error(*invoke("plan", *args)[::2], needle)
+
+
+@pytest.mark.parametrize("devices", [1.5, "2", True])
+def test_the_api_refuses_devices_that_are_not_a_whole_number(devices):
+    with pytest.raises(ConfigError, match="--devices .*: expected a whole number of devices"):
+        plan(load_config(None, GPT), devices=devices)

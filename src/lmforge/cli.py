@@ -231,15 +231,16 @@ def eval_(run_dir: Path = typer.Argument(..., help="a run directory"),
 @app.command("plan")
 @one_line_errors
 def plan_(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg,
-          devices: int = typer.Option(1, "--devices", help="devices (GPUs, or processes) to plan for: ddp and fsdp from 2"),
+          devices: str = typer.Option("1", "--devices", metavar="N", help="devices (GPUs, or processes) to plan for: ddp and fsdp from 2"),
           device_memory: str = typer.Option("80GB", "--device-memory", help="memory of one device, e.g. 80GB, 80GiB, 24G, 512MB: GB, MB and TB are powers of 1000 (80GB = 80 x 10^9 bytes); GiB, MiB, TiB and a bare G, M or T powers of 1024 (24G = 24GiB = 24 x 2^30 bytes)"),
           as_json: bool = typer.Option(False, "--json", help="print JSON (sizes in bytes)")) -> None:
     """Memory per device of training the recipe (parameters, gradients, optimizer state, activations with and
     without checkpointing, the peak) under single, ddp and fsdp; the largest micro-batch that fits; which
     strategy to pick (docs/planning.md). Plan for GPUs with train.device=cuda on a machine without one."""
-    from lmforge.plan import parse_size, plan as make_plan
+    from lmforge.plan import parse_devices, parse_size, plan as make_plan
 
-    result = make_plan(_config(recipe, overrides), devices, parse_size(device_memory, "--device-memory"))
+    # --devices is read as text, so that `--devices two` is told what a device count is
+    result = make_plan(_config(recipe, overrides), parse_devices(devices), parse_size(device_memory, "--device-memory"))
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.format())
 
 

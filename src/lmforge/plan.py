@@ -52,9 +52,19 @@ def parse_size(text: str, option: str = "--device-memory") -> int:
     if not match or match.group(2).lower() not in SIZE_UNITS:
         raise ConfigError(f"{option} {text!r}: expected a size such as {SIZE_HELP}")
     size = float(match.group(1)) * SIZE_UNITS[match.group(2).lower()]
+    if not math.isfinite(size):  # more digits than a float holds
+        raise ConfigError(f"{option} {text!r}: too large a size")
     if size < 1:
-        raise ConfigError(f"{option} {text!r}: must be more than 0 bytes")
+        raise ConfigError(f"{option} {text!r}: must be 1 byte or more")
     return int(size)
+
+
+def parse_devices(text: str, option: str = "--devices") -> int:
+    """A whole number of devices from the command line (its range is `plan`'s to check)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected a whole number of devices, 1 or more") from None
 
 
 def format_size(n: int) -> str:
@@ -554,6 +564,8 @@ def _advice(s: Setup, plans: dict[str, StrategyPlan], devices: int, memory: int)
 def plan(cfg: Config, devices: int = 1, device_memory: int = 80 * 10**9) -> Plan:
     """Per-device memory of training `cfg` under each strategy that applies to `devices` devices of
     `device_memory` bytes: single always, ddp and fsdp from two devices (fsdp for families with blocks)."""
+    if isinstance(devices, bool) or not isinstance(devices, int):
+        raise ConfigError(f"--devices {devices!r}: expected a whole number of devices, 1 or more")
     if devices < 1:
         raise ConfigError(f"--devices {devices}: expected 1 or more")
     if device_memory < 1:

@@ -6,15 +6,15 @@ import pytest
 
 from cli_checks import assert_one_line_error, invoke
 
-CASES = [  # (verb, arguments after it, what the line names)
+CASES = [  # (verb, arguments after it, what the line names); plan's are test_bad_plan.py's
     ("train", ["--nope"], " train: No such option: --nope"),
     ("train", ["--run-dir"], "Option '--run-dir' requires an argument"),
     ("eval", [], " eval: Missing argument"),
     ("eval", ["run", "--batch-size", "many"], "'--batch-size'"),
     ("generate", [], " generate: Missing argument"),
     ("export", ["run"], " export: Missing argument"),
-    ("plan", ["--devices", "two"], " plan: Invalid value for '--devices'"),
-    ("plan", ["--devices", "1.5"], "'--devices'"),
+    ("predict", ["run", "--input", "x.tsv", "--batch-size", "0"], " predict: Invalid value for '--batch-size'"),
+    ("generate", ["run", "--seed", "1.5"], " generate: Invalid value for '--seed'"),
     ("bench-gemm", ["--threads", "x"], " bench-gemm: Invalid value for '--threads'"),
     ("bench-gemm", ["--nope"], "No such option: --nope"),
     ("score", ["bleu"], " score bleu: Missing argument"),

@@ -30,7 +30,7 @@ def per_verb() -> Counter:
     counts.update({"score": len(scores.CASES)})
     counts.update({"compare": len(compare_bench.RUN_CASES) + len(compare_bench.OPTION_CASES),
                    "bench-gemm": len(compare_bench.BENCH_OPTIONS) + len(compare_bench.CACHE_DAMAGE)})
-    counts.update({"plan": len(plan.CASES)})
+    counts.update({"plan": len(plan.RECIPES) + len(plan.OVERRIDES) + len(plan.OPTIONS)})
     counts.update(verb if verb != "nosuch" else "(no verb)" for verb, _, _ in usage.CASES)
     return counts
 
