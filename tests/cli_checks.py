@@ -36,3 +36,19 @@ TEMPORARY = re.compile(r"^\..+\.(tmp|old)-\d+$|^\.lmforge-")
 def leftovers(root: Path) -> list[Path]:
     """Temporaries of atomic writes and scratch folders anywhere under root."""
     return sorted(p for p in Path(root).rglob("*") if TEMPORARY.match(p.name))
+
+
+def live_processes() -> list[tuple[int, int, int, str]]:
+    """(pid, parent pid, process group, name) of every live process, from /proc; zombies are dead (nothing reaps
+    them in some containers) and left out."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            found.append((int(stat.parent.name), int(fields[1]), int(fields[2]),
+                          text[text.index("(") + 1:text.rindex(")")]))
+    return found

@@ -36,6 +36,8 @@ from typing import Callable
 
 import pytest
 
+from cli_checks import live_processes
+
 DEFAULT_SEEDS = range(2)
 SLOW_SEEDS = range(2, 10)
 TIMEOUT_S = 180
@@ -281,17 +283,8 @@ def _start(args: list[str], work: Path) -> subprocess.Popen:
 
 
 def survivors(pgid: int) -> list[str]:
-    """Live processes of a process group (zombies are dead: nothing reaps them in some containers)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(f"{stat.parent.name} {text[text.index('(') + 1:text.rindex(')')]}")
-    return found
+    """Live processes of a process group."""
+    return [f"{pid} {name}" for pid, _, group, name in live_processes() if group == pgid]
 
 
 FINISHED = re.compile(r"error: train\.max_steps=\d+: \S+ is already at step \d+; give a larger train\.max_steps "

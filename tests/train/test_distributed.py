@@ -213,18 +213,12 @@ def test_an_fsdp_run_killed_anywhere_resumes_to_the_uninterrupted_weights(tiny_o
 
 
 def _descendants(pid: int) -> list[int]:
-    """The live processes below `pid`, read from /proc."""
-    from pathlib import Path
+    """The live processes below `pid`."""
+    from cli_checks import live_processes
 
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2:].split()
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for child, parent, _, _ in live_processes():
+        children.setdefault(parent, []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
