@@ -45,8 +45,8 @@ def test_two_ranks_equal_one_process(strategy, accum, optimizer, arch, tiny_over
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
 
 
-def _torchrun(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+def _torchrun(*args, ranks: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                            "-m", "lmforge", "train", *map(str, args), "--no-progress"],
                           capture_output=True, text=True, timeout=300)
 
@@ -120,6 +120,26 @@ def test_a_sharded_run_resumes_on_another_number_of_processes(tiny_overrides, tm
     shutil.copy(tmp_path / "two/checkpoints/step-6/sharded/__1_0.distcp", step3 / "__1_0.distcp")
     code, _, err = invoke("eval", tmp_path / "two", "--checkpoint", "step-3")
     assert_one_line_error(code, err, "__1_0.distcp: truncated or foreign checkpoint")
+
+
+def test_four_fsdp_ranks_resume_on_two(tiny_overrides, tmp_path):
+    """4 -> 2 ranks with the global batch kept (2 x 4 = 4 x 2 windows): the shards of four are read by two."""
+    import shutil
+
+    common = [*tiny_overrides, "train.num_threads=1", "train.eval_interval=3", "model.dropout=0.0",
+              "sample.num_samples=0", "schedule.decay_steps=6", "train.max_steps=6", "train.checkpoint_interval=3",
+              "train.keep_last=2", "train.strategy=fsdp"]
+    four = _torchrun(*common, "train.micro_batch_size=2", "--run-dir", tmp_path / "four", ranks=4)
+    assert four.returncode == 0, four.stderr[-3000:]
+    assert len(list((tmp_path / "four/checkpoints/step-3/sharded").glob("*.distcp"))) == 4
+    shutil.copytree(tmp_path / "four", tmp_path / "four-then-two")
+    shutil.rmtree(tmp_path / "four-then-two/checkpoints/step-6")
+    two = _torchrun("--resume", tmp_path / "four-then-two", "train.micro_batch_size=4")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert len(list((tmp_path / "four-then-two/checkpoints/step-6/sharded").glob("*.distcp"))) == 2
+    a, b = _weights(tmp_path / "four"), _weights(tmp_path / "four-then-two")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
 
 
 def tiny_config_from(overrides, *extra):
