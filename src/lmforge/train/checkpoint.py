@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Callable
 from pickle import UnpicklingError  # the error torch.load(weights_only=True) raises on code; nothing is unpickled here
+from typing import Callable
 
 import numpy as np
 import torch
@@ -203,7 +203,7 @@ def saved_shapes(ckpt: Path) -> dict[str, list[int]]:
 
 
 def load_weights(model: nn.Module, ckpt: Path, device: torch.device | str = "cpu") -> None:
-    if sharded.is_sharded(ckpt) and not (Path(ckpt) / "model.safetensors").is_file():
+    if sharded.is_sharded(ckpt):
         _load_sharded(ckpt, model)
         return
     path = Path(ckpt) / "model.safetensors"

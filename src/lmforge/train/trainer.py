@@ -262,13 +262,14 @@ def restore_positions(ckpt: Path, state: dict, parts: Parts, d: Dist):
         raise CheckpointError(f"{ckpt}: saved by {saved} processes; a recurrent run carries each rank's hidden "
                               f"state, so resume it on {saved}")
     loader_state = dict(state["loader"][min(d.rank, saved - 1)])
-    if parts.masker is not None and d.rank >= saved:  # MaskedWindows: the windows' state, then this rank's masks
-        loader_state["masker"] = parts.masker(parts.cfg.train.seed + 2 + d.rank + 7919 * state["step"]).state_dict()
-    parts.loader.load_state_dict(loader_state)
     if d.rank < saved:
         restore_rng(state["rng"][d.rank])
-    else:
-        torch.manual_seed(parts.cfg.train.seed + d.rank + 7919 * state["step"])
+    else:  # a new rank: its streams seeded by its rank and the step, apart from every other rank's and step's
+        fresh = parts.cfg.train.seed + d.rank + 7919 * state["step"]
+        torch.manual_seed(fresh)
+        if parts.masker is not None:  # MaskedWindows: the windows' state, then this rank's masks
+            loader_state["masker"] = parts.masker(fresh + 2).state_dict()
+    parts.loader.load_state_dict(loader_state)
     return None
 
 
