@@ -193,3 +193,28 @@ def test_qk_norm_zero_init_and_softcap():
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten())
     loss.backward()
     assert model.transformer.h[0].attn.c_attn.weight.grad is not None
+
+
+def test_cpu_autocast_attends_in_float32(monkeypatch):
+    # the CPU's bf16 attention kernels are slower than its fp32 ones, so under CPU autocast the matrix products
+    # run in bf16 and attention alone in fp32; the result is the fp32 model's to bf16 precision
+    torch.manual_seed(0)
+    model = build_model(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50))
+    x = torch.randint(0, 50, (3, 16))
+    exact, _ = model(x)
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast, _ = model(x)
+    assert fast.dtype == torch.bfloat16  # the head's matrix product did run in bf16
+    assert seen == [(torch.float32, torch.float32, torch.float32, False)] * 2
+    assert torch.allclose(fast.float(), exact, atol=0.05)
+    seen.clear()
+    model(x)  # without autocast nothing is cast
+    assert seen == [(torch.float32, torch.float32, torch.float32, False)] * 2

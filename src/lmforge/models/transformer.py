@@ -80,8 +80,15 @@ class SelfAttention(nn.Module):
             cos, sin = rope
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         # is_causal lets SDPA pick a fused kernel without building a (T, T) mask.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=self.causal)
+        dropout = self.dropout if self.training else 0.0
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # bf16 attention on the CPU runs 2-5x slower than fp32 attention (torch 2.13), which would undo what
+            # the bf16 matrix products gain, so under CPU autocast attention alone computes in fp32
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=keep,
+                                                   dropout_p=dropout, is_causal=self.causal)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout, is_causal=self.causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
