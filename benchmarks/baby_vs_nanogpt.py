@@ -1,18 +1,19 @@
-"""nanoGPT's own train.py against `lmforge train` on the baby GPT recipe, alternating, in one run.
+"""nanoGPT's own train.py (its baby GPT) against `lmforge train` runs, alternating, in one run.
 
-Each round runs nanoGPT's CPU baby command (../shared/reference/README.md) and then
-`lmforge train configs/shakespeare-char-baby.yaml`, each as its own process, and times the whole process
-(start-up, training, every evaluation, checkpoints). nanoGPT's data is prepared once, before the first round,
-by its own prepare.py; lmforge's is prepared once the same way, by a first `lmforge prepare`, so neither side
-pays for preparation in the timed runs. The quality side is computed the same way for both: the final weights'
-mean cross-entropy per character over the whole validation split in non-overlapping 64-character windows
-(nanoGPT's last checkpoint is loaded with its own model.py for this, after the timing). Run it alone:
+Each round runs nanoGPT's CPU baby command (../shared/reference/README.md), then each lmforge run (default:
+`lmforge train configs/shakespeare-char-baby.yaml`), each as its own process, and times the whole process
+(start-up, training, every evaluation, checkpoints, samples). nanoGPT's data is prepared once, before the first
+round, by its own prepare.py, and each lmforge run's by a first `lmforge prepare`, so no timed run pays for
+preparation. The quality side is computed the same way for both: the final weights' mean cross-entropy per
+character over the whole validation split in non-overlapping windows of the block size (nanoGPT's last
+checkpoint is loaded with its own model.py for this, after the timing). Both sides use torch's default number
+of threads. Run it alone:
 
-    python benchmarks/baby_vs_nanogpt.py [--rounds 3] [--steps N] [--recipe configs/X.yaml | default]
-                                         [--target LOSS] [key=value ...]
+    python benchmarks/baby_vs_nanogpt.py [--rounds 3] [--steps N] [--run 'RECIPE [key=value ...] [target=LOSS]' ...]
 
-The overrides go to lmforge only. With --recipe and --target, the figure is lmforge's time to a validation loss
-(the speedrun's 1.886, the default job's 4.49) against nanoGPT's whole baby process. Both sides use torch's default number of threads.
+With target=, a run's figure is also its time to that validation loss (the speedrun's 1.886, the default job's
+4.49) against nanoGPT's whole baby process, for example
+`--run 'configs/shakespeare-char.yaml target=1.886' --run 'default target=4.49'`.
 """
 
 from __future__ import annotations
@@ -111,55 +112,69 @@ def run_lmforge(recipe: list[str], steps: int | None, prepared: Path, run_dir: P
             "to_target": wall - (last - reached["elapsed_s"]) if reached else None}
 
 
+def parse_run(spec: str) -> dict:
+    """`RECIPE [key=value ...] [target=LOSS]`: an lmforge run (`default`: the default job) and its overrides."""
+    words = spec.split()
+    target = next((float(w.split("=", 1)[1]) for w in words if w.startswith("target=")), None)
+    return {"spec": spec, "recipe": [] if words[0] == "default" else [words[0]], "target": target,
+            "overrides": [w for w in words[1:] if not w.startswith("target=")]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None,
-                        help="steps of both runs (default: 2000 for nanoGPT, the recipe's own for lmforge)")
-    parser.add_argument("--recipe", default=str(RECIPE), help="an lmforge recipe, or `default` for the default job")
-    parser.add_argument("--target", type=float, default=None,
-                        help="also report lmforge's time to its first validation loss at or below this")
-    parser.add_argument("overrides", nargs="*")
+                        help="steps of every run (default: 2000 for nanoGPT, each recipe's own for lmforge)")
+    parser.add_argument("--run", action="append", dest="runs", metavar="'RECIPE [key=value ...] [target=LOSS]'",
+                        help="an lmforge run to alternate with nanoGPT (repeatable; default: the baby recipe); "
+                             "RECIPE `default` is the default job; with target=, also its time to that val loss")
     args = parser.parse_args()
+    runs = [parse_run(spec) for spec in args.runs or [str(RECIPE)]]
 
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         nano = nanogpt_copy(tmp)
-        prepared = tmp / "prepared"
-        recipe = [] if args.recipe == "default" else [args.recipe]
-        subprocess.run([sys.executable, "-m", "lmforge", "prepare", *recipe, f"data.prepared_dir={prepared}"],
-                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        for k, run in enumerate(runs):  # every run's data prepared once, before any timing
+            run["prepared"] = tmp / f"prepared-{k}"
+            subprocess.run([sys.executable, "-m", "lmforge", "prepare", *run["recipe"], *run["overrides"],
+                            f"data.prepared_dir={run['prepared']}"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         for dtype in ("float32", "bfloat16"):  # MFU's peak is measured once per machine, before any timing
             subprocess.run([sys.executable, "-m", "lmforge", "bench-gemm", "--dtype", dtype], check=True, cwd=ROOT,
                            stdout=subprocess.DEVNULL)
-        rows = []
+        for run in runs:
+            run["rows"] = []
         for i in range(args.rounds):
             ref = run_nanogpt(nano, args.steps or 2000, tmp / f"nano-{i}")
-            ours = run_lmforge(recipe, args.steps, prepared, tmp / f"run-{i}", args.overrides, args.target)
-            rows.append((ref, ours))
-            print(f"round {i + 1}: nanoGPT {ref['wall']:.1f} s (step {ref['step_ms']:.1f} ms, val {ref['val']:.4f}); "
-                  f"lmforge {ours['wall']:.1f} s (step {ours['step_ms']:.1f} ms, val {ours['val']:.4f}"
-                  + (f", MFU {100 * ours['mfu']:.1f} %" if ours["mfu"] else "")
-                  + (f", {ours['to_target']:.1f} s to val <= {args.target}" if ours["to_target"] else "") + ")",
+            print(f"round {i + 1}: nanoGPT {ref['wall']:.1f} s (step {ref['step_ms']:.1f} ms, val {ref['val']:.4f})",
                   flush=True)
+            for k, run in enumerate(runs):
+                ours = run_lmforge(run["recipe"], args.steps, run["prepared"], tmp / f"run-{i}-{k}", run["overrides"],
+                                   run["target"])
+                run["rows"].append((ref, ours))
+                print(f"  {run['spec']}: {ours['wall']:.1f} s (step {ours['step_ms']:.1f} ms, val {ours['val']:.4f}"
+                      + (f", MFU {100 * ours['mfu']:.1f} %" if ours["mfu"] else "")
+                      + (f", {ours['to_target']:.1f} s to val <= {run['target']}" if ours["to_target"] else "") + ")",
+                      flush=True)
 
-    whole = [o["wall"] / r["wall"] for r, o in rows]
-    step = [o["step_ms"] / r["step_ms"] for r, o in rows]
-    print(f"recipe: {Path(args.recipe).name} {' '.join(args.overrides)}; nanoGPT {args.steps or 2000} steps, "
-          f"lmforge {args.steps or 'its own number of'} steps, {args.rounds} rounds")
-    print(f"whole process, lmforge / nanoGPT: median {statistics.median(whole):.2f} "
-          f"(rounds: {', '.join(f'{w:.2f}' for w in whole)})")
-    print(f"median step, lmforge / nanoGPT: median {statistics.median(step):.2f} "
-          f"(rounds: {', '.join(f'{s:.2f}' for s in step)})")
-    if args.target is not None:
-        if all(o["to_target"] for _, o in rows):
-            to = [o["to_target"] / r["wall"] for r, o in rows]
-            print(f"lmforge's time to val <= {args.target} / nanoGPT's whole process: median {statistics.median(to):.2f} "
-                  f"(rounds: {', '.join(f'{t:.2f}' for t in to)})")
-        else:
-            print(f"lmforge did not reach val <= {args.target} in every round")
-    print("whole-split val loss, nanoGPT vs lmforge: "
-          + "; ".join(f"{r['val']:.4f} vs {o['val']:.4f}" for r, o in rows))
+    print(f"nanoGPT {args.steps or 2000} steps; lmforge {args.steps or 'each recipe its own number of'} steps; "
+          f"{args.rounds} rounds; ratios are lmforge / nanoGPT, the median over rounds (each round's in brackets)")
+    for run in runs:
+        rows = run["rows"]
+        print(f"{run['spec']}:")
+        ratio_line("  whole process", [o["wall"] / r["wall"] for r, o in rows])
+        ratio_line("  median step", [o["step_ms"] / r["step_ms"] for r, o in rows])
+        if run["target"] is not None:
+            if all(o["to_target"] for _, o in rows):
+                ratio_line(f"  time to val <= {run['target']} / nanoGPT's whole process",
+                           [o["to_target"] / r["wall"] for r, o in rows])
+            else:
+                print(f"  did not reach val <= {run['target']} in every round")
+        print("  whole-split val loss, nanoGPT vs lmforge: "
+              + "; ".join(f"{r['val']:.4f} vs {o['val']:.4f}" for r, o in rows))
+
+
+def ratio_line(what: str, ratios: list[float]) -> None:
+    print(f"{what}: {statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":

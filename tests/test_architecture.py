@@ -17,7 +17,7 @@ FLOORS = {
     1: ["lmforge.corpora", "lmforge.tokenizer", "lmforge.models", "lmforge.eval.text", "lmforge.eval.tasks",
         "lmforge.train.checkpoint", "lmforge.train.schedules", "lmforge.train.muon", "lmforge.train.optim",
         "lmforge.train.distributed", "lmforge.train.parallel", "lmforge.train.sharded", "lmforge.train.logging", "lmforge.train.trackers", "lmforge.train.guard",
-        "lmforge.train.peak", "lmforge.text.wordlists"],
+        "lmforge.train.peak", "lmforge.train.compiling", "lmforge.text.wordlists"],
     2: ["lmforge.run", "lmforge.data", "lmforge.text", "lmforge.augment", "lmforge.generate"],
     3: ["lmforge.prepare", "lmforge.eval.lm", "lmforge.eval.generation",
         "lmforge.finetune.backbones", "lmforge.finetune.heads", "lmforge.finetune.lora", "lmforge.finetune.data",

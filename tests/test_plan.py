@@ -16,7 +16,9 @@ from lmforge.errors import ConfigError
 from lmforge.models import build_model
 from lmforge.plan import activations, parse_size, plan, setup
 
-CPU = ["train.device=cpu"]  # the measurements run on the CPU whatever the machine has
+# the measurements run on the CPU whatever the machine has, in float32 (auto would be bf16 for a GPT on a CPU
+# with AVX512-BF16 or AMX, and the planner's bf16 terms are those of CUDA's kernels)
+CPU = ["train.device=cpu", "train.dtype=float32"]
 GPT = ["model.n_layer=3", "model.n_head=4", "model.n_embd=64", "model.block_size=32", "model.vocab_size=300"]
 LSTM = ["model.arch=lstm", "model.n_layer=2", "model.n_embd=48", "model.hidden_size=80", "model.block_size=20",
         "model.vocab_size=300"]

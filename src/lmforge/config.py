@@ -195,8 +195,8 @@ class TrainConfig(Section):
     batch_warmup_start: int = Field(1, ge=1, description="sequences per micro-batch at step 0 of the batch-size warm-up")
     seed: int = Field(1337, description="seeds model init, batch sampling and dropout")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto = bf16 autocast on CUDA, float32 on CPU")
-    compile: bool = Field(False, description="torch.compile the model")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto = bf16 autocast where bf16 matrix products run in hardware (CUDA with bf16; a CPU with AVX512-BF16 or AMX: same loss, faster), else float32; attention stays float32 under CPU autocast")
+    compile: bool | Literal["auto"] = Field("auto", description="torch.compile the model: true, false, or auto = on CUDA, after 5 eager steps, when the steps left would take 10x the compile's expected cost (its last measured time here, kept in lmforge's cache folder with inductor's kernels); auto never compiles on the CPU, where compiled steps measured no faster (train/compiling.py)")
     strategy: Literal["auto", "single", "ddp", "fsdp"] = Field("auto", description="how the model is spread over torchrun's processes: single (one process), ddp (each rank holds everything; gradients averaged), fsdp (FSDP2: parameters, gradients and optimizer state sharded over the ranks, per transformer block or recurrent layer stack); auto = single for one process, ddp under torchrun")
     fsdp_reshard_after_forward: bool = Field(True, description="fsdp: free a block's gathered parameters after its forward pass and gather them again for the backward (ZeRO-3); false keeps them (ZeRO-2: more memory, one gather less)")
     checkpoint_format: Literal["auto", "full", "sharded"] = Field("auto", description="how checkpoints are written: full (one model.safetensors and optimizer.pt, gathered on rank 0), sharded (torch.distributed.checkpoint: every rank writes its own shards, for models whose state does not fit one host; fsdp only); auto = sharded under fsdp, full otherwise. Either kind is read by every verb and resumes on any number of processes")
@@ -240,7 +240,7 @@ class EvalConfig(Section):
     metrics: bool = Field(False, description="also the predictive entropy, and generation metrics: continuations of prompts from the text scored against the true ones")
     samples: int = Field(16, ge=1, description="prompts for the generation metrics")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA when available), cpu or cuda")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto (bfloat16 on CUDA, float32 on CPU, as training), float32 or bfloat16 (bf16 autocast: faster, a little less exact)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto (as the run trained here: train.dtype's choice on this device), float32 or bfloat16 (bf16 autocast: faster, a little less exact)")
 
 
 class SampleConfig(Section):

@@ -57,6 +57,14 @@ def _as_write_error(path: Path, err: Exception) -> WriteError | None:
     return None
 
 
+def user_cache_dir() -> Path:
+    """Where lmforge keeps what it measures or builds once per machine: $LMFORGE_CACHE_DIR, else
+    $XDG_CACHE_HOME/lmforge, else ~/.cache/lmforge."""
+    if os.environ.get("LMFORGE_CACHE_DIR"):
+        return Path(os.environ["LMFORGE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmforge"
+
+
 def sha256_file(path: str | Path) -> str:
     """The file's SHA-256, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -30,7 +30,7 @@ from lmforge.errors import ConfigError
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel
 from lmforge.models.transformer import swiglu_hidden
-from lmforge.train.distributed import fast_bf16_matmul
+from lmforge.train.distributed import computes_in_bf16, fast_bf16_matmul
 from lmforge.train.optim import decay_split, hidden_matrices
 
 FP32 = 4  # master weights, gradients and optimizer state are float32 whatever the compute dtype
@@ -121,8 +121,7 @@ def setup(cfg: Config) -> Setup:
     with torch.device("meta"):
         model = build_model(cfg.model)
     device = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    # train/trainer.py: bf16 autocast when asked, or on CUDA by default
-    bf16 = cfg.train.dtype == "bfloat16" or (cfg.train.dtype == "auto" and device == "cuda")
+    bf16 = computes_in_bf16(cfg.train.dtype, torch.device(device), model.bf16_on_cpu)  # as train/trainer.py decides
     params = list(model.parameters())
     stepped = {id(p) for group in decay_split(model) for p in group}
     blocks = model.blocks()
@@ -162,8 +161,7 @@ def step_scratch(s: Setup, devices: int = 1) -> int:
     opt = s.cfg.optimizer
     if opt.name == "muon":
         ns_bytes = 2 if opt.muon_precision == "bfloat16" or (
-            opt.muon_precision == "auto" and s.bf16
-            and (s.device == "cuda" or fast_bf16_matmul(torch.device("cpu")))) else FP32
+            opt.muon_precision == "auto" and s.bf16 and fast_bf16_matmul(torch.device(s.device))) else FP32
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, shape in enumerate(s.shapes):
             if s.muon[i] and s.trainable[i]:

@@ -16,6 +16,7 @@ from lmforge.eval.generation import generation_metrics
 from lmforge.eval.lm import eval_tokens, evaluate_run
 from lmforge.finetune.task import evaluate_task_run
 from lmforge.run import RunDir, load_run
+from lmforge.train.distributed import computes_in_bf16
 
 
 def resolve_device(name: str) -> str:
@@ -27,11 +28,15 @@ def resolve_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def resolve_dtype(name: str, device: str) -> str:
-    """auto is bfloat16 on CUDA and float32 on CPU, as in training."""
+def resolve_dtype(name: str, device: str, trained: str = "auto", bf16_on_cpu: bool = False) -> str:
+    """auto computes as the run's training (its train.dtype, `trained`, and its family's `bf16_on_cpu`) would on
+    `device`, so that the loss is the one training logged: bf16 where that is asked or auto picks it
+    (train/distributed.py), else float32."""
     if name not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"--dtype {name!r}: expected auto, float32 or bfloat16")
-    return ("bfloat16" if device == "cuda" else "float32") if name == "auto" else name
+    if name != "auto":
+        return name
+    return "bfloat16" if computes_in_bf16(trained, torch.device(device), bf16_on_cpu) else "float32"
 
 
 def eval_settings(saved: EvalConfig, **given) -> EvalConfig:
@@ -66,8 +71,9 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
         raise LmforgeError(f"{run_dir}: --metrics scores generated text; a masked-LM encoder does not generate")
     data_file = str(data) if data else None
     device_name = resolve_device(settings.device)
+    compute_dtype = resolve_dtype(settings.dtype, device_name, run.config.train.dtype, run.model.bf16_on_cpu)
     result = evaluate_run(run, data_file, settings.batch_size, device_name, split=split, stride=settings.stride,
-                          entropy=settings.metrics, dtype=resolve_dtype(settings.dtype, device_name),
+                          entropy=settings.metrics, dtype=compute_dtype,
                           documents=settings.documents)
     if settings.metrics:
         result["generation"] = generation_metrics(run, eval_tokens(run, data_file, split)[0], settings.samples,

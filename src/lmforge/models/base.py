@@ -21,8 +21,10 @@ backbones talk to a model only through it.
 Facts about a family are class attributes, so callers ask the model (or `models.model_class(cfg)`) instead of
 testing `arch` strings: `recurrent` (carries state across windows), `objective` ("causal": next-token
 prediction, so it generates; "masked": BERT's objective, predicting masked tokens from both sides),
-`max_positions` (the longest input; None = any), `lora_targets` (the module names LoRA adapts by default) and
-`feature_note` (why the family has no per-token features of a whole text, when it has none).
+`max_positions` (the longest input; None = any), `lora_targets` (the module names LoRA adapts by default),
+`feature_note` (why the family has no per-token features of a whole text, when it has none) and `bf16_on_cpu`
+(train.dtype=auto computes it in bf16 on a CPU whose hardware multiplies bf16: set where that was measured
+faster at the same validation loss, docs/BENCHMARKS.md; a family not measured stays float32 there).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class LanguageModel(nn.Module, ABC):
     objective: ClassVar[Literal["causal", "masked"]] = "causal"
     lora_targets: ClassVar[tuple[str, ...]] = ()
     feature_note: ClassVar[str | None] = None
+    bf16_on_cpu: ClassVar[bool] = False
     aux_loss: torch.Tensor | None = None
     last_losses: dict[str, torch.Tensor] | None = None
     activation_checkpointing: bool = False

@@ -48,6 +48,16 @@ def fast_bf16_matmul(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def computes_in_bf16(dtype: str, device: torch.device, bf16_on_cpu: bool) -> bool:
+    """Whether a run whose train.dtype is `dtype` computes under bf16 autocast on `device`: when asked, and with
+    auto where bf16 matrix products run in hardware: a CUDA device with bf16, or a CPU with AVX512-BF16 or AMX
+    for a family measured faster there at the same validation loss (its `bf16_on_cpu`, models/base.py).
+    Elsewhere auto is float32."""
+    if dtype != "auto":
+        return dtype == "bfloat16"
+    return fast_bf16_matmul(device) and (device.type == "cuda" or bf16_on_cpu)
+
+
 def init_distributed(device_preference: str) -> Dist:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

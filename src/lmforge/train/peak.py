@@ -17,14 +17,13 @@ can do, which is the question for a CPU run. It is not comparable with a GPU's M
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from pathlib import Path
 
 import torch
 
-from lmforge.io import atomic_write_json
+from lmforge.io import atomic_write_json, user_cache_dir
 
 # (name fragment, dense bf16 FLOP/s, fp32 FLOP/s), from NVIDIA's data sheets; the first fragment found in the
 # device's name wins, so a variant comes before its family (H100 PCIe before H100, the SXM part)
@@ -49,9 +48,7 @@ def gpu_peak_flops(name: str, bf16: bool) -> float | None:
 
 
 def cache_path() -> Path:
-    if os.environ.get("LMFORGE_CACHE_DIR"):
-        return Path(os.environ["LMFORGE_CACHE_DIR"]) / "peak-flops.json"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmforge" / "peak-flops.json"
+    return user_cache_dir() / "peak-flops.json"
 
 
 def _cpu_name() -> str:

@@ -27,14 +27,15 @@ from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.eval.lm import sum_loss
 from lmforge.generate import sample_texts
 from lmforge.io import atomic_write_text
-from lmforge.models import build_model
+from lmforge.models import build_model, model_class
 from lmforge.models.base import LanguageModel
 from lmforge.prepare import ensure_prepared
 from lmforge.report import write_report
 from lmforge.run import RunDir
 from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, map_tensors, restore_rng,
                                       resume_from, save_checkpoint)
-from lmforge.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
+from lmforge.train.compiling import Compiler
+from lmforge.train.distributed import Dist, all_reduce_sum, barrier, computes_in_bf16, init_distributed, shutdown
 from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import END_KEY, RunLogger, Throughput, peak_memory_mib, run_ended, trim_metrics
 from lmforge.train.optim import build_optimizer, penalty, set_lr
@@ -71,7 +72,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, resume: bool = Fals
 
 
 def _bf16(cfg: Config, device: torch.device) -> bool:
-    return cfg.train.dtype == "bfloat16" or (cfg.train.dtype == "auto" and device.type == "cuda")
+    return computes_in_bf16(cfg.train.dtype, device, model_class(cfg.model).bf16_on_cpu)
 
 
 def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
@@ -342,11 +343,10 @@ def _skipped(run: RunDir, parts: Parts, at: Progress, d: Dist, log: RunLogger, g
     raise guard.error(at.step, saved)
 
 
-def wrap(raw_model: nn.Module, cfg: Config, d: Dist, strategy: str) -> nn.Module:
-    """The model the steps call: compiled if asked, under DDP for the ddp strategy (fsdp shards it in place)."""
-    model = raw_model
-    if cfg.train.compile:
-        model = torch.compile(model)
+def wrap(raw_model: nn.Module, d: Dist, strategy: str, compiler: Compiler) -> nn.Module:
+    """The model the steps call: compiled if asked (train.compile=true), under DDP for the ddp strategy (fsdp
+    shards it in place)."""
+    model = compiler.at_start(raw_model)
     if strategy == "ddp":
         model = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     return model
@@ -362,7 +362,10 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
     at = start_or_resume(run, parts, d, resume, overwrite)
     tc, raw_model = cfg.train, parts.raw_model
 
-    model = wrap(raw_model, cfg, d, parts.strategy)
+    # what compiling costs depends on the model, the batch's shape, the dtype and the strategy
+    compiler = Compiler(tc.compile, d.device, [cfg.model.model_dump(mode="json"), tc.micro_batch_size,
+                                               _bf16(cfg, d.device), parts.strategy, d.world_size])
+    model = wrap(raw_model, d, parts.strategy, compiler)
     autocast = _autocast(cfg, d.device)
     trackers = open_trackers(run.path, tc.trackers(), cfg.model_dump(mode="json"), cfg.name, tc.tracker_project,
                              tc.mlflow_tracking_uri) if d.is_main else []
@@ -389,8 +392,10 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
         lr = lr_at(at.step, cfg.optimizer.lr, cfg.schedule, tc.max_steps)
         set_lr(parts.optimizer, lr)
 
+        step_started = time.perf_counter()
         done = _optimizer_step(cfg, d, model, raw_model, parts.optimizer, parts.loader, batch_rows(at.step, tc),
                                at.carried, autocast, masked, reset_id, guard, parts.strategy)
+        model = compiler.after_step(model, time.perf_counter() - step_started, tc.max_steps - at.step - 1)
         at.carried = done.carried
         if not done.finite:
             _skipped(run, parts, at, d, log, guard, done, model, autocast, elapsed())
