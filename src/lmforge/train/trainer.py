@@ -34,7 +34,7 @@ from lmforge.report import write_report
 from lmforge.run import RunDir
 from lmforge.train.checkpoint import (capture_rng, list_checkpoints, load_carried_state, map_tensors, restore_rng,
                                       resume_from, save_checkpoint)
-from lmforge.train.compiling import Compiler
+from lmforge.train.compiling import Compiler, keep_compiled_in_cache
 from lmforge.train.distributed import Dist, all_reduce_sum, barrier, computes_in_bf16, init_distributed, shutdown
 from lmforge.train.guard import NonFiniteGuard, grad_norm
 from lmforge.train.logging import END_KEY, RunLogger, Throughput, peak_memory_mib, run_ended, trim_metrics
@@ -356,6 +356,8 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
     started = time.perf_counter()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    if cfg.train.compile is not False:
+        keep_compiled_in_cache()
     run.check_start(resume, overwrite)
     cfg, data = load_data(cfg, d, show_progress)
     parts = build_parts(cfg, data, d)
