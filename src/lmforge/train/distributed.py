@@ -6,6 +6,7 @@ Backend: nccl on CUDA, gloo on CPU.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -40,6 +41,11 @@ def fast_bf16_matmul(device: torch.device) -> bool:
     AVX512-BF16 or AMX (read from /proc/cpuinfo; False where that is not there to read)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
+    return _cpu_multiplies_bf16()
+
+
+@functools.cache  # asked several times as a run starts (trainer, optimizer, planner, eval); the CPU does not change
+def _cpu_multiplies_bf16() -> bool:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
