@@ -1,16 +1,21 @@
 """The prepare recipe: shards, splits and meta.json written from a corpus, reused while current, and the
 recipe's clean and curate stages run before tokenizing."""
 
+import csv
+import gzip
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from shared_data import SHARED_DATA
 
 from lmforge.config import Config, load_config
-from lmforge.data.shards import load_prepared
+from lmforge.corpora import iter_pieces
+from lmforge.data.shards import PIECE_CHARS, load_prepared
 from lmforge.errors import ConfigError, DataError
 from lmforge.prepare import ensure_prepared, prepare
 
@@ -187,3 +192,52 @@ def test_train_max_bytes_is_the_old_name_of_train_sample_bytes_and_keeps_the_dat
     new = load_config(None, ["tokenizer.train_sample_bytes=1000"])
     assert old.tokenizer.train_sample_bytes == 1000 and old.data_key() == new.data_key()
     assert Config().data_key() == "3e517cf7803c"  # the default job's key before the rename: its shards stay current
+
+
+READER_DOCS = ([f"doc {i}: naïve émigré Ωμέγα 中文 👩‍👧 don't   stop\tnow {i * 37} <|endoftext|>!" * (i % 5 + 1)
+                for i in range(120)]
+               + ["a long document, 中文字符 " * 5000])  # longer than a piece: cut
+
+
+def reader_corpus(tmp_path: Path, reader: str) -> list[str]:
+    """data.* overrides for a corpus of READER_DOCS in the reader's format (txt modes: one per line...)."""
+    if reader == "builtin":
+        return []
+    fmt, _, mode = reader.partition(" ")
+    gz = fmt.endswith(".gz")
+    path = tmp_path / f"corpus.{fmt}"
+    docs = READER_DOCS
+    if fmt == "parquet":
+        pq.write_table(pa.table({"text": docs}), path, row_group_size=16)
+    elif fmt.startswith("jsonl"):
+        data = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs).encode()
+        path.write_bytes(gzip.compress(data) if gz else data)
+    elif fmt in ("csv", "tsv"):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f, delimiter="," if fmt == "csv" else "\t", quoting=csv.QUOTE_MINIMAL if fmt == "csv"
+                       else csv.QUOTE_NONE, escapechar="\\").writerows([["text"]] + [[d] for d in docs])
+    else:
+        sep = {"file": "\n", "line": "\n", "blank_line": "\n\n"}[mode]
+        path.write_text(sep.join(docs), encoding="utf-8")
+        return [f"data.path={path}", f"data.txt_documents={mode}"]
+    return [f"data.path={path}"]
+
+
+@pytest.mark.parametrize("reader", ["txt file", "txt line", "txt blank_line", "jsonl", "jsonl.gz", "csv", "tsv",
+                                    "parquet", "builtin"])
+def test_shards_are_byte_identical_with_either_encoder_and_are_tokenizers_ids(tmp_path, reader):
+    data = reader_corpus(tmp_path, reader)
+    shards = {}
+    for encoder in ("auto", "tokenizers"):
+        cfg = load_config(None, [*data, f"data.prepared_dir={tmp_path / encoder}", f"data.encoder={encoder}",
+                                 "data.shard_tokens=4096", "data.encode_batch_bytes=20000", "tokenizer.kind=bpe",
+                                 "tokenizer.vocab_size=400"])
+        out = prepare(cfg, progress=False)
+        shards[encoder] = [(out / s["file"]).read_bytes() for s in load_prepared(out).meta["shards"]]
+    assert shards["auto"] == shards["tokenizers"]
+    tok = load_prepared(out).tokenizer
+    assert tok.tiktoken_encoding is not None  # auto did use tiktoken
+    # the reference: tokenizers' own encode of each piece prepare reads, the end-of-document id after each document
+    expected = [t for piece, end in iter_pieces(cfg.data, max_chars=PIECE_CHARS)
+                for t in tok.encode(piece) + ([tok.eod_id] if end else [])]
+    assert np.frombuffer(b"".join(shards["auto"]), dtype="<u2").tolist() == expected

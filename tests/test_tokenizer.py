@@ -1,7 +1,10 @@
+import json
 import random
 
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA
+from tokenizers import Tokenizer as HFTokenizer
 from transformers import PreTrainedTokenizerFast
 
 from lmforge.config import TokenizerConfig
@@ -126,3 +129,82 @@ def test_special_token_strings_in_the_corpus_keep_the_vocabulary_dense(kind):
     tok = Tokenizer.train(TokenizerConfig(kind=kind, min_frequency=1, vocab_size=300), texts)
     assert sorted(tok.backend.get_vocab(with_added_tokens=True).values()) == list(range(tok.vocab_size))
     assert tok.eod_id in tok.encode("x<|endoftext|>y")
+
+
+VARIED = [
+    "plain words, punctuation!? numbers 12345 67.8 and 1,000,000",
+    "whitespace   runs\t\ttabs\n\n\nnewlines \r\n windows   \u00a0nbsp\u2028line sep\u3000ideographic space",
+    "naïve émigré Ωμέγα русский текст 中文字符没有空格 日本語のテキスト 한국어 עברית عربى हिन्दी",
+    "emoji 👩‍👩‍👧‍👦 🏳️‍🌈 🇫🇷 combining e\u0301 a\u0308 zero\u200bwidth \U0001f600\U0001f600",
+    "contractions don't won't I'll we've they're it's 'S 'T 'RE",
+    "specials <|endoftext|> inside, glued<|endoftext|>text, <|endo ftext|> and <mask> too",
+    "control \x00\x01\x7f and \ufffd, trailing   ",
+    "    leading spaces",
+    " ",
+]
+
+
+def varied_texts(n: int, seed: int = 0) -> list[str]:
+    """Random strings over ASCII, Latin, Greek, Cyrillic, CJK, emoji, combining marks and odd whitespace."""
+    rng = random.Random(seed)
+    alphabet = (list("abcdefghij klmno  pqrst\n\t0123456789'.,;!?-\"") + [chr(c) for c in range(0xc0, 0x180)]
+                + [chr(c) for c in range(0x391, 0x3c9)] + [chr(c) for c in range(0x410, 0x44f)]
+                + [chr(rng.randrange(0x4e00, 0x9fff)) for _ in range(50)] + ["\U0001f600", "\u200d", "\u0301",
+                                                                              "\u00a0", "\u3000", "\r\n", "   "])
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def varied_bpe() -> Tokenizer:
+    corpus = VARIED * 20 + varied_texts(400, seed=1)
+    return Tokenizer.train(TokenizerConfig(kind="bpe", vocab_size=1500, min_frequency=1, mask_token=True), corpus)
+
+
+def test_tiktoken_gives_the_ids_of_tokenizers_for_a_trained_byte_level_bpe(varied_bpe):
+    assert varied_bpe.tiktoken_encoding is not None
+    texts = VARIED + varied_texts(2000, seed=2)
+    expected = varied_bpe.encode_batch(texts)
+    got = varied_bpe.encode_arrays(texts)
+    assert all(a.dtype == np.uint32 for a in got)
+    assert [a.tolist() for a in got] == expected
+    assert [a.tolist() for a in varied_bpe.encode_arrays(texts, engine="tokenizers")] == expected
+    # the special tokens inside text are matched as tokenizers matches them
+    assert varied_bpe.eod_id in got[5] and varied_bpe.mask_id in got[5]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "tinyshakespeare").is_dir(), reason="needs ../shared/data/tinyshakespeare")
+@pytest.mark.parametrize("vocab", [257, 4096])
+def test_tiktoken_matches_on_real_text_at_other_vocabulary_sizes(vocab):
+    text = (SHARED_DATA / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    pieces = [text[i:i + 4000] for i in range(0, len(text), 4000)]
+    tok = Tokenizer.train(TokenizerConfig(kind="bpe", vocab_size=vocab), pieces)
+    assert tok.tiktoken_encoding is not None
+    assert [a.tolist() for a in tok.encode_arrays(pieces)] == tok.encode_batch(pieces)
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "wordpiece", "unigram", "lowercase bpe"])
+def test_other_tokenizers_encode_with_tokenizers(texts, trained, kind):
+    tok = (Tokenizer.train(TokenizerConfig(kind="bpe", vocab_size=200, lowercase=True), texts)
+           if kind == "lowercase bpe" else trained[kind])
+    assert tok.tiktoken_encoding is None
+    assert [a.tolist() for a in tok.encode_arrays(texts)] == tok.encode_batch(texts)
+
+
+def doctored(tok: Tokenizer, change) -> Tokenizer:
+    spec = json.loads(tok.backend.to_str())
+    change(spec["model"])
+    return Tokenizer(HFTokenizer.from_str(json.dumps(spec)))
+
+
+def swap_two_merged_ids(model: dict) -> None:
+    a, b = ("".join(m) if isinstance(m, list) else m.replace(" ", "") for m in model["merges"][3:5])
+    model["vocab"][a], model["vocab"][b] = model["vocab"][b], model["vocab"][a]
+
+
+@pytest.mark.parametrize("change", [swap_two_merged_ids, lambda model: model["merges"].pop(10)],
+                         ids=["ids out of merge order", "a token without its merge"])
+def test_a_bpe_tiktoken_would_encode_differently_stays_on_tokenizers(varied_bpe, change):
+    tok = doctored(varied_bpe, change)
+    assert tok.tiktoken_encoding is None
+    texts = VARIED + varied_texts(200, seed=3)
+    assert [a.tolist() for a in tok.encode_arrays(texts)] == tok.encode_batch(texts)

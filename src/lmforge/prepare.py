@@ -127,7 +127,7 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
                 pieces = corpus_pieces(cfg, part, stats, PIECE_CHARS)
                 if name == "train" and cfg.augment is not None:  # the training corpus only
                     pieces = augmented_pieces(cfg, pieces, tmp, PIECE_CHARS, progress)
-                for tokens in encode_pieces(tokenizer, pieces, cfg.data.encode_batch_bytes):
+                for tokens in encode_pieces(tokenizer, pieces, cfg.data.encode_batch_bytes, cfg.data.encoder):
                     writer.write(tokens)
                     bar.update(stats.bytes_read - bar.n)
                 if stats.documents == documents:

@@ -11,8 +11,8 @@ was made from; `load_current` opens one only then, for evaluation, which never p
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -39,30 +39,42 @@ def prepared_dir(cfg: Config) -> Path:
     return Path(cfg.data.prepared_dir) if cfg.data.prepared_dir else Path("prepared") / cfg.data_key()
 
 
-def encode_pieces(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]],
-                  batch_chars: int) -> Iterator[np.ndarray]:
-    """Token arrays of consecutive batches of about batch_chars characters, encoded on all cores, with
-    the end-of-document id (if any) after each document's last piece."""
+def encode_pieces(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]], batch_chars: int,
+                  engine: str = "auto") -> Iterator[np.ndarray]:
+    """Token arrays of consecutive batches of about batch_chars characters, encoded on all cores (with
+    `Tokenizer.encode_arrays`'s engine), with the end-of-document id (if any) after each document's last
+    piece. While one batch encodes, the next is read: both encoders release the GIL."""
     dtype = token_dtype(tokenizer.vocab_size)
-    eod = [tokenizer.eod_id] if tokenizer.eod_id is not None else []
+    eod = np.array([tokenizer.eod_id] if tokenizer.eod_id is not None else [], dtype=np.uint32)
 
     def encode(texts: list[str], ends: list[bool]) -> np.ndarray:
-        ids = tokenizer.encode_batch(texts)
-        flat = itertools.chain.from_iterable(itertools.chain(i, eod) if end else i for i, end in zip(ids, ends))
-        return np.fromiter(flat, dtype=dtype)
+        ids = tokenizer.encode_arrays(texts, engine)
+        parts = [part for i, end in zip(ids, ends) for part in ((i, eod) if end else (i,))]
+        return np.concatenate(parts).astype(dtype)
 
-    texts: list[str] = []
-    ends: list[bool] = []
-    size = 0
-    for piece, end in pieces:
-        texts.append(piece)
-        ends.append(end)
-        size += len(piece)
-        if size >= batch_chars:
-            yield encode(texts, ends)
-            texts, ends, size = [], [], 0
-    if texts:
-        yield encode(texts, ends)
+    def batches() -> Iterator[tuple[list[str], list[bool]]]:
+        texts: list[str] = []
+        ends: list[bool] = []
+        size = 0
+        for piece, end in pieces:
+            texts.append(piece)
+            ends.append(end)
+            size += len(piece)
+            if size >= batch_chars:
+                yield texts, ends
+                texts, ends, size = [], [], 0
+        if texts:
+            yield texts, ends
+
+    with ThreadPoolExecutor(1, thread_name_prefix="lmforge-batch") as ahead:
+        pending: Future | None = None
+        for texts, ends in batches():
+            encoding = ahead.submit(encode, texts, ends)
+            if pending is not None:
+                yield pending.result()
+            pending = encoding
+        if pending is not None:
+            yield pending.result()
 
 
 class ShardWriter:
@@ -205,6 +217,6 @@ def encode_file(tokenizer: Tokenizer, path: str | Path, cfg: DataConfig) -> tupl
             n_bytes += len(piece.encode("utf-8"))
             yield piece, end
 
-    arrays = list(encode_pieces(tokenizer, counted(), cfg.encode_batch_bytes))
+    arrays = list(encode_pieces(tokenizer, counted(), cfg.encode_batch_bytes, cfg.encoder))
     tokens = np.concatenate(arrays) if arrays else np.empty(0, token_dtype(tokenizer.vocab_size))
     return tokens, n_bytes
