@@ -118,12 +118,22 @@ def config_show(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]
 @app.command()
 @one_line_errors
 def prepare(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg,
+            partition: Optional[str] = typer.Option(None, "--partition", metavar="I/N", help="encode only part I (from 0) of N of the corpus's files, for N machines at once; a plain prepare then merges the N parts"),
             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Train the tokenizer and encode the corpus into token shards."""
     from lmforge.data.shards import load_prepared
-    from lmforge.prepare import ensure_prepared
+    from lmforge.prepare import Partition, ensure_prepared, prepare as prepare_part
 
-    data = load_prepared(ensure_prepared(_config(recipe, overrides), progress=not no_progress))
+    cfg = _config(recipe, overrides)
+    if partition is not None:
+        part = Partition.parse(partition)
+        out = prepare_part(cfg, progress=not no_progress, partition=part)
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+        typer.echo(f"prepared part {part.index} of {part.count} in {out}: {meta['total_tokens']:,} tokens of "
+                   f"{len(meta['sources'])} files; once all {part.count} parts are there, lmforge prepare with the same "
+                   f"recipe merges them")
+        return
+    data = load_prepared(ensure_prepared(cfg, progress=not no_progress))
     meta = data.meta
     splits = ", ".join(f"{sum(end - start for _, start, end in ranges):,} {name}" for name, ranges in meta["splits"].items())
     typer.echo(f"prepared {data.path}: {meta['total_tokens']:,} tokens ({splits}), "

@@ -16,7 +16,12 @@ so that `lmforge train` and the bake-off prepare only what they have not seen, a
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import re
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -93,32 +98,98 @@ def sample_evenly(texts: Iterable[str], corpus_bytes: int, budget: int) -> Itera
             yield text
 
 
-def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> Path:
-    """Train (or load) the tokenizer, encode the corpus into token shards, write meta.json; returns the dir."""
+@dataclass(frozen=True)
+class Partition:
+    """Part `index` (from 0) of `count`: `lmforge prepare --partition I/N`."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Partition":
+        index, slash, count = text.partition("/")
+        if not (slash and index.isdigit() and count.isdigit() and int(index) < int(count)):
+            raise ConfigError(f"--partition: expected I/N with 0 <= I < N (0/4 is the first of four parts), got {text!r}")
+        return cls(int(index), int(count))
+
+    @property
+    def name(self) -> str:
+        return f"part-{self.index}-of-{self.count}"
+
+    def files(self, sources: list[dict]) -> list[str]:
+        """This part's share of the corpus's files: whole files, in order, each going to the part that holds the
+        middle of its bytes, so that the N parts, one after another, are the corpus in order."""
+        total = sum(s["bytes"] for s in sources) or 1
+        before, mine = 0, []
+        for s in sources:
+            if min(self.count - 1, self.count * (2 * before + s["bytes"]) // (2 * total)) == self.index:
+                mine.append(s["path"])
+            before += s["bytes"]
+        return mine
+
+
+def parts_dir(out: Path) -> Path:
+    """Where the parts of a partitioned prepare of `out` go (and are merged from): `<out>.parts/part-I-of-N`."""
+    return out.with_name(out.name + ".parts")
+
+
+def _tokenizer(cfg: Config, progress: bool) -> Tokenizer:
+    """tokenizer.path, or a tokenizer trained on a sample spread evenly over the whole training corpus."""
+    if cfg.tokenizer.path:
+        return Tokenizer.load(cfg.tokenizer.path)
+    pieces = corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS)
+    corpus_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data.model_copy(update={"val_path": None,
+                                                                                      "test_path": None})))
+    texts = sample_evenly((piece for piece, _ in pieces), corpus_bytes, cfg.tokenizer.train_sample_bytes)
+    first = next(texts, None)
+    if first is None:
+        raise DataError(f"{cfg.data.path or DEFAULT_SOURCE}: corpus is empty")
+    return Tokenizer.train(cfg.tokenizer, itertools.chain([first], texts), progress=progress)
+
+
+def _check_partitionable(cfg: Config) -> None:
+    if cfg.data.path is None:
+        raise ConfigError("--partition: the built-in corpus is one source; partition a corpus of several files")
+    if cfg.curate is not None or cfg.augment is not None:
+        raise ConfigError("--partition: the recipe's curate or augment stage works across the whole corpus "
+                          "(deduplication, sampling); run lmforge curate/augment first and prepare its output in parts")
+    if not cfg.tokenizer.path and cfg.tokenizer.kind in ("wordpiece", "unigram"):
+        raise ConfigError(f"--partition: a {cfg.tokenizer.kind} tokenizer does not train to the same vocabulary on "
+                          "every machine; train it once and set tokenizer.path")
+
+
+def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True, partition: Partition | None = None) -> Path:
+    """Train (or load) the tokenizer, encode the corpus into token shards, write meta.json; returns the dir.
+
+    With `partition`, only that part's files are encoded (and, by the last part, the val and test corpora),
+    into `parts_dir(out)/part-I-of-N`; the tokenizer is still trained on a sample of the whole corpus, the
+    same on every machine. Without it, finished parts in `parts_dir(out)` are merged into `out` instead of
+    encoding the corpus again."""
     out = Path(out_dir) if out_dir is not None else prepared_dir(cfg)
+    if partition is not None:
+        _check_partitionable(cfg)
+    elif parts_dir(out).is_dir():
+        return merge_parts(cfg, out)
     where = cfg.data.path or DEFAULT_SOURCE
     progress = progress and sys.stderr.isatty()  # bars would only clutter logs and pipes
-    if cfg.tokenizer.path:
-        tokenizer = Tokenizer.load(cfg.tokenizer.path)
-    else:
-        pieces = corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS)
-        corpus_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data.model_copy(update={"val_path": None,
-                                                                                          "test_path": None})))
-        texts = sample_evenly((piece for piece, _ in pieces), corpus_bytes, cfg.tokenizer.train_sample_bytes)
-        first = next(texts, None)
-        if first is None:
-            raise DataError(f"{where}: corpus is empty")
-        tokenizer = Tokenizer.train(cfg.tokenizer, itertools.chain([first], texts), progress=progress)
+    tokenizer = _tokenizer(cfg, progress)
 
     stats = ReadStats()
-    total_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data)) or None
     # the corpus, then any separate validation and test corpora, one after another in the same shards
-    parts = [("train", cfg.data)] + [(name, cfg.data.model_copy(update={"path": path}))
-                                     for name, path in (("val", cfg.data.val_path), ("test", cfg.data.test_path)) if path]
-    with atomic_dir(out) as tmp:
+    parts = [("train", cfg.data)]
+    if partition is not None:
+        parts = [("train", cfg.data.model_copy(update={"path": path})) for path in partition.files(stat_sources(
+            cfg.data.model_copy(update={"val_path": None, "test_path": None})))]
+    if partition is None or partition.index == partition.count - 1:
+        parts += [(name, cfg.data.model_copy(update={"path": path}))
+                  for name, path in (("val", cfg.data.val_path), ("test", cfg.data.test_path)) if path]
+    total_bytes = sum(s.get("bytes", 0) for _, part in parts for s in stat_sources(part.model_copy(update={
+        "val_path": None, "test_path": None}))) or None
+    target = out if partition is None else parts_dir(out) / partition.name
+    with atomic_dir(target) as tmp:
         writer = ShardWriter(tmp, cfg.data.shard_tokens)
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"encoding {where}", disable=not progress)
-        bounds = {}
+        bounds: dict[str, list[int]] = {}
         try:
             for name, part in parts:
                 documents = stats.documents
@@ -130,40 +201,116 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
                 for tokens in encode_pieces(tokenizer, pieces, cfg.data.encode_batch_bytes, cfg.data.encoder):
                     writer.write(tokens)
                     bar.update(stats.bytes_read - bar.n)
-                if stats.documents == documents:
-                    raise DataError(f"{part.path or where}: corpus is empty")
-                bounds[name] = (start, writer.total)
+                if stats.documents == documents and (partition is None or name != "train"):
+                    raise DataError(f"{part.path or where}: corpus is empty")  # a part's one file may be empty
+                bounds[name] = [bounds.get(name, [start])[0], writer.total]
         finally:
             writer.close()
             bar.close()
+        bounds.setdefault("train", [0, 0])
+        counts = {k: getattr(stats, k) for k in ("documents", "empty_documents", "replaced_chars", "bytes_read")}
+        if partition is not None:
+            tokenizer.save(tmp / "tokenizer.json")
+            atomic_write_json(tmp / "meta.json", {
+                "partition": [partition.index, partition.count], "data_key": cfg.data_key(),
+                "tokenizer_sha256": tokenizer.sha256, "shards": writer.shards, "total_tokens": writer.total,
+                "bounds": bounds, **counts, "sources": stats.sources})
+        else:
+            _finish(tmp, cfg, tokenizer, writer.shards, bounds, counts, stats.sources)
+    return target
 
-        if "val" not in bounds:  # nanoGPT's convention: the last val_fraction of the stream
-            n = bounds["train"][1]
-            n_train = int(n * (1 - cfg.data.val_fraction))
-            bounds["train"], bounds["val"] = (0, n_train), (n_train, n)
-        total = writer.total
-        for split, (lo, hi) in bounds.items():
-            if hi - lo < 2:
-                raise DataError(f"{where}: the {'validation' if split == 'val' else split} split has {hi - lo} "
-                                f"tokens of {total} (data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
-        tokenizer.save(tmp / "tokenizer.json")
-        atomic_write_json(tmp / "meta.json", {
-            "version": META_VERSION,
-            "data_key": cfg.data_key(),
-            "tokenizer_sha256": tokenizer.sha256,
-            "dtype": token_dtype(tokenizer.vocab_size).name,
-            "vocab_size": tokenizer.vocab_size,
-            "eod_id": tokenizer.eod_id,
-            "shards": writer.shards,
-            "total_tokens": writer.total,
-            "splits": {name: ranges(writer.shards, lo, hi) for name, (lo, hi) in bounds.items()},
-            "documents": stats.documents,
-            "empty_documents": stats.empty_documents,
-            "replaced_chars": stats.replaced_chars,
-            "bytes_read": stats.bytes_read,
-            "sources": stats.sources,
-            "config": {"data": cfg.data.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
-        })
+
+def _finish(tmp: Path, cfg: Config, tokenizer: Tokenizer, shards: list[dict], bounds: dict[str, list[int]],
+            counts: dict[str, int], sources: list[dict]) -> None:
+    """Write a prepared directory's tokenizer.json and meta.json, once its shards are in `tmp`."""
+    where = cfg.data.path or DEFAULT_SOURCE
+    total = sum(s["tokens"] for s in shards)
+    if "val" not in bounds:  # nanoGPT's convention: the last val_fraction of the stream
+        n = bounds["train"][1]
+        n_train = int(n * (1 - cfg.data.val_fraction))
+        bounds["train"], bounds["val"] = [0, n_train], [n_train, n]
+    for split, (lo, hi) in bounds.items():
+        if hi - lo < 2:
+            raise DataError(f"{where}: the {'validation' if split == 'val' else split} split has {hi - lo} "
+                            f"tokens of {total} (data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
+    tokenizer.save(tmp / "tokenizer.json")
+    atomic_write_json(tmp / "meta.json", {
+        "version": META_VERSION,
+        "data_key": cfg.data_key(),
+        "tokenizer_sha256": tokenizer.sha256,
+        "dtype": token_dtype(tokenizer.vocab_size).name,
+        "vocab_size": tokenizer.vocab_size,
+        "eod_id": tokenizer.eod_id,
+        "shards": shards,
+        "total_tokens": total,
+        "splits": {name: ranges(shards, lo, hi) for name, (lo, hi) in bounds.items()},
+        **counts,
+        "sources": sources,
+        "config": {"data": cfg.data.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
+    })
+
+
+def merge_parts(cfg: Config, out: Path) -> Path:
+    """Join the N parts of a partitioned prepare (`parts_dir(out)`) into the prepared directory `out`, as one
+    prepare of the whole corpus would have written it: the same token stream and splits. The shards are
+    hard-linked (copied across file systems); the parts are removed once `out` is in place."""
+    folder = parts_dir(out)
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"part-\d+-of-\d+", p.name))
+    counts = {int(name.rsplit("-", 1)[1]) for name in names}
+    if len(counts) != 1:
+        found = "no parts" if not counts else f"parts of {' and of '.join(map(str, sorted(counts)))}"
+        raise DataError(f"{folder}: {found}; prepare every part of one partitioning (--partition I/N) or remove it")
+    count = counts.pop()
+    missing = [i for i in range(count) if f"part-{i}-of-{count}" not in names]
+    if missing:
+        raise DataError(f"{folder}: part {', '.join(map(str, missing))} of {count} missing; run lmforge prepare "
+                        f"--partition {missing[0]}/{count} with the same recipe")
+    sources = stat_sources(cfg.data)
+    train_sources = stat_sources(cfg.data.model_copy(update={"val_path": None, "test_path": None}))
+    metas = []
+    for i in range(count):
+        part = folder / f"part-{i}-of-{count}"
+        try:
+            meta = json.loads((part / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise DataError(f"{part}: not a finished part (no readable meta.json); prepare it again") from None
+        if meta.get("data_key") != cfg.data_key():
+            raise DataError(f"{part}: prepared with other data or tokenizer settings; prepare it again")
+        if meta.get("tokenizer_sha256") != (metas[0] if metas else meta).get("tokenizer_sha256"):
+            raise DataError(f"{part}: its tokenizer differs from part 0's; set tokenizer.path and prepare the parts again")
+        expected = Partition(i, count).files(train_sources)
+        if [s["path"] for s in meta["sources"]][:len(expected)] != expected:
+            raise DataError(f"{part}: holds other files than part {i} of {count} of {cfg.data.path or DEFAULT_SOURCE} "
+                            f"(the corpus's files changed?); prepare the parts again")
+        metas.append(meta)
+    recorded = [s for meta in metas for s in meta["sources"]]
+    if [(r["path"], r["bytes"], r["mtime_ns"]) for r in recorded] != [(c["path"], c["bytes"], c["mtime_ns"])
+                                                                       for c in sources]:
+        raise DataError(f"{folder}: the parts do not cover the corpus as it is now (a file added, removed or "
+                        f"changed since); prepare the parts again")
+    with atomic_dir(out) as tmp:
+        shards: list[dict] = []
+        bounds: dict[str, list[int]] = {}
+        offset = 0
+        for i, meta in enumerate(metas):
+            part = folder / f"part-{i}-of-{count}"
+            for s in meta["shards"]:
+                name = f"tokens-{len(shards):05d}.bin"
+                try:
+                    os.link(part / s["file"], tmp / name)
+                except OSError:  # another file system, or one without hard links
+                    shutil.copyfile(part / s["file"], tmp / name)
+                shards.append({**s, "file": name})
+            for split, (lo, hi) in meta["bounds"].items():
+                bounds[split] = [bounds.get(split, [offset + lo])[0], offset + hi]
+            offset += meta["total_tokens"]
+        totals = {k: sum(meta[k] for meta in metas) for k in ("documents", "empty_documents", "replaced_chars",
+                                                             "bytes_read")}
+        if not totals["documents"]:
+            raise DataError(f"{cfg.data.path or DEFAULT_SOURCE}: corpus is empty")
+        _finish(tmp, cfg, Tokenizer.load(folder / f"part-0-of-{count}" / "tokenizer.json"), shards, bounds, totals,
+                recorded)
+    shutil.rmtree(folder)
     return out
 
 
