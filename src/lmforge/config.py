@@ -266,7 +266,7 @@ class CleanConfig(Section):
 
     preset: Literal["lm", "classic"] = Field("lm", description="lm: html, unicode, whitespace (keeps the text a language model learns from); classic: adds lowercase, punctuation, stop words and lemmas (bag of words)")
     steps: list[CleanStep] | None = Field(None, description="the steps to run, in this order, instead of the preset's: html, unicode, whitespace, lowercase, punctuation, numbers, mask, spelling, stopwords, lemma, stem")
-    html_extract: Literal["text", "main"] = Field("text", description="html step: text = all the visible text of a page (selectolax); main = its main content only, boilerplate (navigation, header, footer, cookie banner, link lists) removed by trafilatura, about 20 times slower per page; main applies to whole pages (a doctype, <html> or <body>), markup fragments get text")
+    html_extract: Literal["text", "main"] = Field("text", description="html step: text = all the visible text of a page (selectolax); main = its main content only, boilerplate (navigation, header, footer, cookie banner, link lists) removed by trafilatura, 20 to 30 times slower per page; main applies to whole pages (a doctype, <html> or <body>), markup fragments get text")
     unicode_form: Literal["NFC", "NFKC"] = Field("NFC", description="unicode step: NFC keeps every character's meaning; NFKC also folds compatibility forms (ﬁ -> fi, full-width -> ASCII)")
     language: str = Field("en", description="ISO 639-1 code of the text, for stop words, lemmas and stems")
     stopwords: Literal["auto", "nltk", "iso"] = Field("auto", description="stop-word list: nltk (NLTK's English list, read from NLTK data), iso (stopwordsiso, many languages), auto = nltk for English when its data is found, else iso")

@@ -84,6 +84,13 @@ def test_html_main_keeps_the_body_and_drops_navigation_footer_and_cookie_banner(
     assert all(p in text for p in BODY) and all(b in text for b in BOILERPLATE)
 
 
+def test_html_main_removes_a_page_without_main_content_and_counts_it():
+    page = '<html><body><div><a href="/next">Next page</a></div></body></html>'
+    tally = Tally()
+    assert cleaned(page, "html", tally=tally, html_extract="main") == "" and tally["html"].removed == 1
+    assert cleaned(page, "html") == "Next page"
+
+
 def test_html_main_gives_fragments_and_plain_text_the_text_extraction():
     # a fragment has no page around its content to tell boilerplate by (trafilatura returns nothing for these)
     for fragment in ["<p>Hello   <b>there</b></p>", "<ul><li>one<li>two</ul>", "AT&T &amp; more", "if a<b and c>d"]:
