@@ -14,6 +14,7 @@ footer with link lists and a copyright line.
 
 Measures, per extractor:
   body kept         share of body sentences (5+ words) found whole in the output (whitespace collapsed)
+                    (and of the body sentences in lists)
   pages lost        pages with body sentences of which none was kept
   boilerplate gone  share of boilerplate strings (each link text, banner sentence, button, copyright line)
                     absent from the output; a string counts as present when it occurs more often in the
@@ -181,7 +182,7 @@ class PageBuilder:
         title = " ".join(paras[0].split()[:r.randint(4, 8)]).rstrip(",;:")
         site = r.choice(SITES)
         self.used: set[int] = set()
-        body_html = []
+        body_html, listed = [], []
         old_school = r.random() < 0.15  # paragraphs as text between <br><br>, no <p>
         for i, p in enumerate(paras):
             words = html.escape(p).split(" ")
@@ -190,6 +191,7 @@ class PageBuilder:
                 words[at:at + 3] = [f'<a href="/w/{i}">{" ".join(words[at:at + 3])}</a>']
             if not old_school and len(sentences(p)) >= 3 and r.random() < 0.15:  # a list of body sentences
                 body_html.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in _SENTENCE_END.split(p)) + "</ul>")
+                listed += sentences(p)
             else:
                 body_html.append(f"{' '.join(words)}<br><br>" if old_school else f"<p>{' '.join(words)}</p>")
             if i == 1 and n > 3 and not old_school and r.random() < 0.5:
@@ -214,7 +216,7 @@ class PageBuilder:
         page = (f"<!DOCTYPE html><html><head><title>{html.escape(title)} | {html.escape(site[0])}</title>"
                 f"<style>body {{margin: 0}}</style><script>window.dataLayer = [];</script></head>"
                 f"<body>{''.join(parts)}</body></html>")
-        return {"html": page, "body": paras, "title": title,
+        return {"html": page, "body": paras, "title": title, "listed": listed,
                 "boilerplate": [(k, s) for k in kinds for s in blocks[k][1]]}
 
 
@@ -244,11 +246,12 @@ def extractors() -> dict[str, Callable[[str], str]]:
 
 # ---- measures -----------------------------------------------------------------------------------------
 
-def score(page: dict, out: str) -> tuple[int, int, Counter, Counter]:
-    """(body sentences, kept) and per kind (boilerplate strings, removed)."""
+def score(page: dict, out: str) -> tuple[int, int, int, Counter, Counter]:
+    """(body sentences, kept, kept of those in lists) and per kind (boilerplate strings, removed)."""
     text = norm(out)
     body = [s for p in page["body"] for s in sentences(p)]
     kept = sum(s in text for s in body)
+    listed_kept = sum(s in text for s in page["listed"])
     reference = norm(" ".join(page["body"]) + " " + page["title"])
     total, removed = Counter(), Counter()
     for kind, s in page["boilerplate"]:
@@ -256,7 +259,7 @@ def score(page: dict, out: str) -> tuple[int, int, Counter, Counter]:
         total[kind] += 1
         # substrings, not words: text extraction runs inline elements together ("Accept allReject")
         removed[kind] += text.count(s) <= reference.count(s)
-    return len(body), kept, total, removed
+    return len(body), kept, listed_kept, total, removed
 
 
 def main() -> None:
@@ -285,18 +288,20 @@ def main() -> None:
 
     kinds = ["header", "nav", "breadcrumbs", "cookie", "sidebar", "related", "share", "newsletter", "footer"]
     n_body = sum(len(sentences(p)) for page in pages for p in page["body"])
-    print(f"{len(pages)} pages ({mb:.1f} MB of HTML, {n_body} body sentences, "
+    n_listed = sum(len(page["listed"]) for page in pages)
+    print(f"{len(pages)} pages ({mb:.1f} MB of HTML, {n_body} body sentences ({n_listed} in lists), "
           f"{sum(len(p['boilerplate']) for p in pages)} boilerplate strings; seed {args.seed})\n")
-    print("| extractor | body sentences kept | pages with no body kept | short pages (1-2 paragraphs): body kept "
+    print("| extractor | body sentences kept | of them in lists | pages with no body kept "
+          "| short pages (1-2 paragraphs): body kept "
           "| boilerplate strings removed | " + " | ".join(kinds) + " | pages/s | speed vs selectolax |")
-    print("|---|" + "---:|" * (6 + len(kinds)))
+    print("|---|" + "---:|" * (7 + len(kinds)))
     reference_rate = None
     for name in found:
-        body = kept = lost = short_body = short_kept = 0
+        body = kept = listed_kept = lost = short_body = short_kept = 0
         total, removed = Counter(), Counter()
         for page, out in zip(pages, outs[name]):
-            b, k, t, r = score(page, out)
-            body, kept, lost = body + b, kept + k, lost + (b > 0 and k == 0)
+            b, k, lk, t, r = score(page, out)
+            body, kept, listed_kept, lost = body + b, kept + k, listed_kept + lk, lost + (b > 0 and k == 0)
             if len(page["body"]) <= 2:
                 short_body, short_kept = short_body + b, short_kept + k
             total.update(t)
@@ -304,7 +309,7 @@ def main() -> None:
         rate = len(pages) / seconds[name]
         reference_rate = reference_rate or rate
         per_kind = " | ".join(f"{removed[k] / total[k]:.0%}" if total[k] else "–" for k in kinds)
-        print(f"| {name} | {kept / body:.1%} | {lost} | {short_kept / short_body:.1%} "
+        print(f"| {name} | {kept / body:.1%} | {listed_kept / n_listed:.1%} | {lost} | {short_kept / short_body:.1%} "
               f"| {sum(removed.values()) / sum(total.values()):.1%} | {per_kind} | {rate:,.0f} | {rate / reference_rate:.2f}x |")
 
 
