@@ -76,6 +76,13 @@ def test_data_key_ignores_model_settings():
     assert a.data_key() == b.data_key() != c.data_key()
 
 
+def test_data_key_of_a_clean_stage_names_html_extract_only_when_main():
+    # recipes with a clean stage keep the keys (and prepared shards) they had before the option existed
+    text = load_config(None, ["clean.preset=lm"])
+    assert text.data_key() == "e31c99ac9c32" == load_config(None, ["clean.preset=lm", "clean.html_extract=text"]).data_key()
+    assert load_config(None, ["clean.preset=lm", "clean.html_extract=main"]).data_key() != text.data_key()
+
+
 def test_optimizer_auto_is_muon_for_gpt_pretraining_only():
     assert load_config(None).optimizer.name == "muon"  # the main job
     assert load_config(None, ["model.arch=lstm"]).optimizer.name == "adamw"

@@ -267,6 +267,7 @@ class CleanConfig(Section):
 
     preset: Literal["lm", "classic"] = Field("lm", description="lm: html, unicode, whitespace (keeps the text a language model learns from); classic: adds lowercase, punctuation, stop words and lemmas (bag of words)")
     steps: list[CleanStep] | None = Field(None, description="the steps to run, in this order, instead of the preset's: html, unicode, whitespace, lowercase, punctuation, numbers, mask, spelling, stopwords, lemma, stem")
+    html_extract: Literal["text", "main"] = Field("text", description="html step: text = all the visible text of a page (selectolax); main = its main content only, boilerplate (navigation, header, footer, cookie banner, link lists) removed by trafilatura, 20 to 30 times slower per page; main applies to whole pages (a doctype, <html> or <body>), markup fragments get text")
     unicode_form: Literal["NFC", "NFKC"] = Field("NFC", description="unicode step: NFC keeps every character's meaning; NFKC also folds compatibility forms (ﬁ -> fi, full-width -> ASCII)")
     language: str = Field("en", description="ISO 639-1 code of the text, for stop words, lemmas and stems")
     stopwords: Literal["auto", "nltk", "iso"] = Field("auto", description="stop-word list: nltk (NLTK's English list, read from NLTK data), iso (stopwordsiso, many languages), auto = nltk for English when its data is found, else iso")
@@ -498,6 +499,8 @@ class Config(Section):
         # only when set, so recipes without text stages keep the keys (and shards) they had
         payload.update({name: stage.model_dump() for name in ("clean", "curate", "augment")
                         if (stage := getattr(self, name)) is not None})
+        if "clean" in payload and payload["clean"]["html_extract"] == "text":
+            del payload["clean"]["html_extract"]  # the option's default: recipes keep their keys (and shards)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 

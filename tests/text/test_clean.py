@@ -58,6 +58,52 @@ def test_plain_text_with_angle_brackets_is_not_parsed_as_html():
     assert cleaned("AT&T and R&D &amp; more", "html") == "AT&T and R&D & more"  # entities still decoded
 
 
+# a page whose body is known, around it a cookie banner, a navigation menu and a footer
+BODY = ["The lighthouse at Marrow Point was built in 1871 from granite quarried on the island itself, and its lamp "
+        "was first lit on a winter evening when the harbour was already frozen.",
+        "For sixty years the keepers climbed its one hundred and twelve steps every four hours to wind the clockwork "
+        "that turned the lens, and their logbooks record every ship that passed.",
+        "The light was automated in 1931, and the keepers' cottage is now a small museum where visitors can read "
+        "those logbooks and see the original brass mechanism."]
+BOILERPLATE = ["We use cookies to improve your experience.", "Accept all cookies", "Home", "News", "About us",
+               "Privacy Policy", "© 2026 Coast Media. All rights reserved."]
+PAGE = ("<!DOCTYPE html><html><head><title>Marrow Point</title><script>track()</script></head><body>"
+        '<div class="cookie-banner"><p>We use cookies to improve your experience.</p><button>Accept all cookies</button></div>'
+        '<nav><ul><li><a href="/">Home</a></li><li><a href="/news">News</a></li><li><a href="/about">About us</a></li></ul></nav>'
+        "<article><h1>Marrow Point</h1>" + "".join(f"<p>{p.replace(chr(39), '&#39;')}</p>" for p in BODY) + "</article>"
+        '<footer><a href="/privacy">Privacy Policy</a><p>&copy; 2026 Coast Media. All rights reserved.</p></footer>'
+        "</body></html>")
+
+
+def test_html_main_keeps_the_body_and_drops_navigation_footer_and_cookie_banner():
+    tally = Tally()
+    main = cleaned(PAGE, "html", tally=tally, html_extract="main")
+    assert all(p in main for p in BODY) and not [b for b in BOILERPLATE if b in main], main
+    assert "track()" not in main and tally["html"].changed == 1
+    text = cleaned(PAGE, "html")  # the default keeps every visible word
+    assert all(p in text for p in BODY) and all(b in text for b in BOILERPLATE)
+
+
+def test_html_main_removes_a_page_without_main_content_and_counts_it():
+    page = '<html><body><div><a href="/next">Next page</a></div></body></html>'
+    tally = Tally()
+    assert cleaned(page, "html", tally=tally, html_extract="main") == "" and tally["html"].removed == 1
+    assert cleaned(page, "html") == "Next page"
+
+
+def test_html_main_gives_fragments_and_plain_text_the_text_extraction():
+    # a fragment has no page around its content to tell boilerplate by (trafilatura returns nothing for these)
+    for fragment in ["<p>Hello   <b>there</b></p>", "<ul><li>one<li>two</ul>", "AT&T &amp; more", "if a<b and c>d"]:
+        assert cleaned(fragment, "html", html_extract="main") == cleaned(fragment, "html")
+
+
+def test_html_extract_takes_text_or_main_only():
+    from lmforge.config import load_config
+
+    with pytest.raises(ConfigError, match="clean.html_extract"):
+        load_config(None, ["clean.html_extract=readability"])
+
+
 # ---- unicode ----
 
 def test_unicode_repairs_mojibake_controls_and_line_breaks():

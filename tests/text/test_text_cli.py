@@ -43,6 +43,32 @@ def test_curate_with_clean_first_and_splits(corpus, tmp_path):
     assert "curate: 3 -> 2 documents" in stdout
 
 
+def test_clean_html_extract_main_keeps_a_pages_body_without_its_boilerplate(tmp_path):
+    body = ("Ferries to the outer islands leave the north quay at seven each morning and return at dusk, weather "
+            "permitting, and the crossing takes a little under two hours in calm water.",
+            "Tickets are sold on board; bicycles travel free, and the cafe on the lower deck serves soup and fresh "
+            "bread baked in the village the same morning.")
+    page = ("<!DOCTYPE html><html><body><div id='cookie-consent'>This site uses cookies for analytics. "
+            "<button>Accept all</button></div><nav><a href='/'>Home</a> | <a href='/timetable'>Timetables</a> | "
+            "<a href='/contact'>Contact</a></nav><main><h1>Island ferries</h1>" + "".join(f"<p>{p}</p>" for p in body)
+            + "</main><footer><a href='/terms'>Terms of Use</a> &copy; 2026 Harbour Board</footer></body></html>")
+    src = tmp_path / "pages.jsonl"
+    src.write_text(json.dumps({"text": page, "url": "https://example.org/ferries"}) + "\n")
+    texts = {}
+    for mode in ("text", "main"):
+        out = tmp_path / f"{mode}.jsonl"
+        code, stdout, err = run("clean", src, out, "--preset", "lm", f"html_extract={mode}", "--no-progress")
+        assert code == 0, err
+        [row] = [json.loads(line) for line in out.read_text().splitlines()]
+        assert row["url"] == "https://example.org/ferries" and all(p in row["text"] for p in body)
+        texts[mode] = row["text"]
+        report = json.loads((tmp_path / f"{mode}.report.json").read_text())
+        assert report["settings"]["clean"]["html_extract"] == mode
+    boilerplate = ["cookies", "Accept all", "Home", "Timetables", "Contact", "Terms of Use", "Harbour Board"]
+    assert all(b in texts["text"] for b in boilerplate)
+    assert not [b for b in boilerplate if b in texts["main"]], texts["main"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["clean", "{tmp}/missing.txt", "{tmp}/o.jsonl"], "missing.txt: no such file"),
     (["clean", "{corpus}", "{tmp}/in.txt/o.jsonl"], "cannot write there"),
@@ -50,6 +76,7 @@ def test_curate_with_clean_first_and_splits(corpus, tmp_path):
     (["clean", "{corpus}", "{tmp}/o.txt", "--preset", "fancy"], "clean.preset: Input should be 'lm' or 'classic'"),
     (["clean", "{corpus}", "{tmp}/o.txt", "--steps", "html,nope"], "clean.steps.1"),
     (["clean", "{corpus}", "{tmp}/o.txt", "colour=red"], "clean.colour: unknown key"),
+    (["clean", "{corpus}", "{tmp}/o.txt", "html_extract=boilerpipe"], "clean.html_extract: Input should be 'text' or 'main'"),
     (["curate", "{corpus}", "{tmp}/o.txt", "balance=up"], "balance needs label_field"),
     (["curate", "{corpus}", "{tmp}/o.txt", "--num-partitions", "2", "--partition", "2"], "partition 2 of 2"),
 ])

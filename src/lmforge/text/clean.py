@@ -1,10 +1,11 @@
 """Text cleaning: optional, ordered steps over a stream of documents, each counted (docs/cleaning.md).
 
 Steps (`clean.steps`, or a preset): `html` (text of HTML, script and style dropped, entities decoded;
-selectolax), `unicode` (mojibake and control characters repaired with ftfy, then NFC or NFKC), `whitespace`,
-`lowercase`, `punctuation`, `numbers`, `mask` (URLs and e-mail addresses), `spelling` (symspellpy, only
-words outside its dictionary), `stopwords`, `lemma` (simplemma), `stem` (PyStemmer). Presets: `lm` keeps
-everything a language model learns from; `classic` prepares bag-of-words features.
+selectolax; with `html_extract=main`, a page's main content without its boilerplate, by trafilatura),
+`unicode` (mojibake and control characters repaired with ftfy, then NFC or NFKC), `whitespace`, `lowercase`,
+`punctuation`, `numbers`, `mask` (URLs and e-mail addresses), `spelling` (symspellpy, only words outside its
+dictionary), `stopwords`, `lemma` (simplemma), `stem` (PyStemmer). Presets: `lm` keeps everything a language
+model learns from; `classic` prepares bag-of-words features.
 
 Two guards run first whatever the steps: a document that looks binary (over 10% undecodable bytes or
 control characters) is removed, and NUL characters are dropped.
@@ -88,6 +89,25 @@ def strip_html(text: str, tally: StepTally) -> str:
     body = tree.body
     out = body.text() if body is not None else ""
     return _BLANK_RUNS.sub("\n\n", out).strip()
+
+
+# a whole page, not a fragment: main-content extraction needs the page around the content to tell them apart,
+# and trafilatura returns nothing for a short fragment
+_PAGE = re.compile(r"<!doctype|<html\b|<body\b", re.IGNORECASE)
+
+
+def main_content(text: str, tally: StepTally) -> str:
+    """The main content of an HTML page, boilerplate (navigation, header, footer, cookie banner, link
+    lists) removed by trafilatura; "" (the document removed) where it finds none. Fragments and plain text
+    get strip_html."""
+    if _HTML.search(text) is None or _PAGE.search(text) is None:
+        return strip_html(text, tally)
+    from trafilatura import extract
+
+    # favor_precision, as FineWeb's extractor (datatrove) sets it: on built pages it left a half of the
+    # boilerplate the defaults leave, for the same body kept (docs/BENCHMARKS.md). No deduplicate: its cache
+    # spans documents, so a document's output would depend on the ones before it, their order and the workers.
+    return extract(text, favor_precision=True, deduplicate=False) or ""
 
 
 # ---- unicode ------------------------------------------------------------------------------------------
@@ -344,7 +364,8 @@ def build_step(name: str, cfg: CleanConfig, notes: dict) -> Step:
         words, notes["stopwords"] = load_stopwords(cfg)
         return RemoveStopwords(words)
     makers: dict[str, Callable[[], Step]] = {
-        "binary": lambda: drop_binary, "nul": lambda: drop_nul, "html": lambda: strip_html,
+        "binary": lambda: drop_binary, "nul": lambda: drop_nul,
+        "html": lambda: main_content if cfg.html_extract == "main" else strip_html,
         "unicode": lambda: RepairUnicode(cfg.unicode_form), "whitespace": lambda: normalise_whitespace,
         "lowercase": lambda: lowercase, "punctuation": lambda: remove_punctuation,
         "numbers": lambda: NormaliseNumbers(cfg.numbers, cfg.number_token),
