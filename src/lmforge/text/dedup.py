@@ -81,7 +81,8 @@ class MinHasher:
 
         self.bands, self.rows = band_layout(threshold, num_perm)
         self.shingle_size = shingle_size
-        self.template = MinHash(num_perm=num_perm, seed=seed, hashfunc=_identity)
+        # only the permutations the bands use: num_perm is how many the layout may use
+        self.template = MinHash(num_perm=self.bands * self.rows, seed=seed, hashfunc=_identity)
 
     def shingles(self, text: str) -> np.ndarray:
         """Sorted distinct 32-bit hashes of the word shingles (one shingle of all words for a shorter document)."""
@@ -105,7 +106,7 @@ class MinHasher:
         m = self.template.copy()
         for start in range(0, len(shingles), _BATCH):
             m.update_batch(shingles[start:start + _BATCH].tolist())
-        rows = m.hashvalues[:self.bands * self.rows].reshape(self.bands, self.rows)
+        rows = m.hashvalues.reshape(self.bands, self.rows)
         return tuple(_key(band.to_bytes(4, "little") + row.tobytes(), signed=True) for band, row in enumerate(rows))
 
 
