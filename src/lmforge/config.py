@@ -309,8 +309,8 @@ class CurateConfig(Section):
     """Corpus curation (text/curate.py, docs/cleaning.md): `lmforge curate`, or a recipe's stage before prepare."""
 
     exact_dedup: bool = Field(True, description="drop a document whose normalised text (lowercased, whitespace collapsed) was seen before")
-    near_dedup: bool = Field(True, description="drop a document whose MinHash matches an earlier one in an LSH band")
-    near_threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of word shingles above which documents count as near duplicates (sets the LSH bands)")
+    near_dedup: bool = Field(True, description="drop a document whose word shingles have Jaccard similarity near_threshold or more with an earlier kept document's")
+    near_threshold: float = Field(0.8, gt=0, lt=1, description="exact Jaccard similarity of two documents' word-shingle sets from which they are near duplicates; MinHash LSH bands find the candidates (a pair at the threshold with probability 0.999), each verified on its shingle sets")
     shingle_size: int = Field(5, ge=1, description="words per shingle for MinHash")
     num_perm: int = Field(256, ge=16, description="MinHash permutations (more: a sharper threshold, more work)")
     languages: list[str] = Field(default_factory=list, description="keep only documents that py3langid identifies as one of these ISO 639-1 codes; empty = no language filter")

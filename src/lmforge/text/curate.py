@@ -6,8 +6,9 @@ quality filter it fails, an exact key and MinHash band keys; the main process (`
 duplicate index, assigns splits and resamples labels, in input order, so the result does not depend on
 the number of workers.
 
-A document's split comes from a hash of its cluster: the first document it duplicates (exactly, or in an
-LSH band), else itself. So exact and near duplicates kept with `near_dedup=false` share a split, and
+A document's split comes from a hash of its cluster: the first document it duplicates (exactly, or as a
+near duplicate: an LSH candidate whose shingle sets have Jaccard similarity `near_threshold` or more), else
+itself. So exact and near duplicates kept with `near_dedup=false` share a split, and
 with dedup on, no two kept documents are near duplicates at all. A copy made by `lmforge augment` goes to
 its original's split (`OriginSplits`), however different its text. Balancing applies to the train split
 (evaluation splits keep the natural label distribution), or to everything when there is no split; it
@@ -34,6 +35,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Iterator
 
+import numpy as np
+
 from lmforge.config import CurateConfig
 from lmforge.io import pid_alive
 from lmforge.text.dedup import DupIndex, MinHasher, band_layout, exact_key, open_scratch_db
@@ -44,6 +47,7 @@ from lmforge.text.report import Tally
 _LANGID_CHARS = 2000  # language identification reads the start of a document: enough, and bounded
 _LETTER = re.compile(r"[^\W\d_]")
 _FLUSH_DRAWS = 1 << 15  # balance draws held in memory before they go to the scratch database
+_NO_SHINGLES = np.empty(0, np.uint32)
 _SCRATCH = ".lmforge-curate-"  # a scratch folder's name: this, the PID of the process using it, "-", random
 
 
@@ -71,6 +75,7 @@ class Signals:
     language: str | None
     exact: int
     bands: tuple[int, ...]
+    shingles: np.ndarray  # sorted distinct shingle hashes, what a near-duplicate candidate is verified on
 
 
 class Analyser:
@@ -94,9 +99,11 @@ class Analyser:
             english = language in (None, "en")  # without a language filter, the text is taken as English
             rejected = first_failure(text, cfg.quality, english)
         if rejected is not None:
-            return Signals(rejected, language, 0, ())
-        bands = self.minhasher.band_keys(text) if self.minhasher else ()
-        return Signals(None, language, exact_key(text), bands)
+            return Signals(rejected, language, 0, (), _NO_SHINGLES)
+        if self.minhasher is None:
+            return Signals(None, language, exact_key(text), (), _NO_SHINGLES)
+        shingles = self.minhasher.shingles(text)
+        return Signals(None, language, exact_key(text), self.minhasher.band_keys(shingles), shingles)
 
 
 def _unit(*parts: object) -> float:
@@ -334,14 +341,14 @@ class Curator:
             self.index.add(signals.exact)
         cluster = signals.exact
         if signals.bands:
-            match, found = self.index.query(signals.bands)
+            match, found = self.index.query(signals.bands, signals.shingles, self.cfg.near_threshold)
             if match is not None:
                 if self.cfg.near_dedup:
                     tally["near_duplicate"].note_removed(doc.text)
                     self._record(doc, origin or self._split(match))
                     return []
                 cluster = match
-            self.index.insert(signals.bands, found, cluster)
+            self.index.insert(signals.bands, found, cluster, signals.shingles)
         split = origin or self._split(cluster)
         self._record(doc, split)
         if self.balancer is not None and split in ("train", "all"):
@@ -370,5 +377,6 @@ class Curator:
     def summary(self) -> dict:
         index = self._index
         return {"splits": self.splits, "lsh_bands": self.bands,
-                "dedup_index_documents": index.first_band_keys if index else 0,
+                "dedup_index_documents": index.documents if index else 0,
+                "near_candidates_verified": index.verified if index else 0,
                 "exact_keys": index.exact_keys if index else 0}

@@ -1,15 +1,19 @@
 """Duplicate detection: an exact key of normalised text, and MinHash LSH bands for near duplicates.
 
-Workers compute each document's keys; the main process keeps the index. MinHash signatures come from
-datasketch over word shingles; the band layout (b bands of r rows) is the one datasketch's `MinHashLSH`
-picks for the threshold. The index (`DupIndex`) lives in an SQLite database in a scratch folder, so that
-curation's memory does not grow with the corpus; a query answers as `MinHashLSH.query` does (any band
-equal), and the document cluster it gives is the one of the first document that had the band.
+Workers compute each document's keys and the set of its word shingles; the main process keeps the index.
+Near duplicates are found in two steps. MinHash signatures (datasketch) in bands of rows make candidates:
+any band equal to one of an earlier document's. The band layout is chosen for recall (`band_layout`): a
+pair at the threshold becomes a candidate with probability 0.999. Each candidate is then verified: the
+exact Jaccard similarity of the two shingle sets must reach the threshold. So the threshold means what it
+says (no pair below it is a duplicate), and what LSH misses is only the rare pair above it that shares no
+band. The index (`DupIndex`) lives in an SQLite database in a scratch folder, so that curation's memory
+does not grow with the corpus: per document its shingle set, and per band key the first document that had it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sqlite3
 import zlib
@@ -24,7 +28,9 @@ _SHINGLE_MIX = np.uint64(0x100000001B3)
 _BATCH = 8192  # shingles per datasketch update: bounds the (shingles x permutations) array it builds
 _LOOKUP = 250  # keys per SELECT: enough to share a statement's cost, under SQLite's oldest limit of 999 parameters
 _FLUSH = 1 << 15  # new keys held in memory before they go to the database, sorted, in one transaction
+_FLUSH_BYTES = 1 << 24  # shingle sets held in memory before they go to the database (a 1 Mi-character document's: ~0.7 MB)
 _CACHE_KIB = 8192  # SQLite page cache: the database's memory, whatever its size on disk
+_MISS = 1e-3  # the chance that LSH misses a pair exactly at the threshold (more above it: 1e-5 at +0.05)
 _UNKNOWN = object()
 
 
@@ -47,47 +53,60 @@ def _identity(value: int) -> int:
 
 @cache
 def band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) as datasketch's MinHashLSH picks them (it integrates error curves: half a second)."""
-    from datasketch import MinHashLSH
+    """(bands, rows) of the LSH candidates: a pair with Jaccard similarity `threshold` shares a band with
+    probability 1 - (1 - threshold^rows)^bands >= 1 - _MISS. Of the layouts within `num_perm` that do, the one
+    with the most rows per band (the fewest chance candidates among dissimilar pairs, each of which costs a
+    verification), with the fewest bands for them (the fewest index keys); (num_perm, 1) where none does."""
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = math.ceil(math.log(_MISS) / math.log1p(-threshold ** rows))
+        if bands * rows <= num_perm:
+            best = (bands, rows)
+    return best
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    return lsh.b, lsh.r
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sorted arrays of distinct shingle hashes."""
+    if not len(a) or not len(b):
+        return float(len(a) == len(b))
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
 
 
 class MinHasher:
-    """Band keys of a document's MinHash over `shingle_size`-word shingles of its lowercased words."""
+    """A document's shingle set (`shingle_size`-word shingles of its lowercased words) and its LSH band keys."""
 
     def __init__(self, num_perm: int, threshold: float, shingle_size: int, seed: int = 1):
         from datasketch import MinHash
 
         self.bands, self.rows = band_layout(threshold, num_perm)
         self.shingle_size = shingle_size
-        self.template = MinHash(num_perm=num_perm, seed=seed, hashfunc=_identity)
+        # only the permutations the bands use: num_perm is how many the layout may use
+        self.template = MinHash(num_perm=self.bands * self.rows, seed=seed, hashfunc=_identity)
 
     def shingles(self, text: str) -> np.ndarray:
-        """32-bit hashes of the word shingles (one shingle of all words for a shorter document)."""
+        """Sorted distinct 32-bit hashes of the word shingles (one shingle of all words for a shorter document)."""
         words = _WORD.findall(text.lower())
         crc = {w: zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in dict.fromkeys(words)}  # once per word
         hashes = np.fromiter(map(crc.__getitem__, words), np.uint64, len(words))
         k = min(self.shingle_size, len(hashes))
         if k == 0:
-            return hashes
+            return hashes.astype(np.uint32)
         count = len(hashes) - k + 1
         mixed = hashes[:count].copy()
         for j in range(1, k):
             mixed = mixed * _SHINGLE_MIX + hashes[j:j + count]  # wraps modulo 2**64, as meant
-        return (mixed ^ (mixed >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+        return np.unique(((mixed ^ (mixed >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
 
-    def band_keys(self, text: str) -> tuple[int, ...]:
-        """One signed 64-bit key per LSH band, the band's number hashed in so that all bands share one table;
-        empty for a document without words."""
-        shingles = self.shingles(text)
+    def band_keys(self, shingles: np.ndarray) -> tuple[int, ...]:
+        """One signed 64-bit key per LSH band of the shingle set, the band's number hashed in so that all
+        bands share one table; empty for a document without words."""
         if not len(shingles):
             return ()
         m = self.template.copy()
         for start in range(0, len(shingles), _BATCH):
             m.update_batch(shingles[start:start + _BATCH].tolist())
-        rows = m.hashvalues[:self.bands * self.rows].reshape(self.bands, self.rows)
+        rows = m.hashvalues.reshape(self.bands, self.rows)
         return tuple(_key(band.to_bytes(4, "little") + row.tobytes(), signed=True) for band, row in enumerate(rows))
 
 
@@ -102,23 +121,29 @@ def open_scratch_db(path: Path) -> sqlite3.Connection:
 
 
 class DupIndex:
-    """The exact keys seen, and the cluster (the exact key of its first document) that first had each band key.
+    """The exact keys seen; the documents indexed for near duplicates (their cluster, the exact key of the
+    cluster's first document, and their shingle set); and for each band key the first document that had it.
 
     A statement per key costs about twice a key's share of a statement of a few hundred, so a chunk's keys
-    are looked up together (`prefetch`) into views that serve the chunk; new keys wait in memory and go to
-    the database in large sorted batches. A key not prefetched is asked for alone: slower, still right.
+    are looked up together (`prefetch`) into views that serve the chunk; new keys and documents wait in
+    memory and go to the database in large sorted batches. A key not prefetched is asked for alone: slower,
+    still right. A candidate's shingle set is read when it is verified, which few documents need.
     """
 
     def __init__(self, db: sqlite3.Connection):
         self.db = db
         db.execute("CREATE TABLE exact (key INTEGER PRIMARY KEY)")
-        db.execute("CREATE TABLE bands (key INTEGER PRIMARY KEY, cluster INTEGER NOT NULL)")
+        db.execute("CREATE TABLE bands (key INTEGER PRIMARY KEY, doc INTEGER NOT NULL)")
+        db.execute("CREATE TABLE docs (doc INTEGER PRIMARY KEY, cluster INTEGER NOT NULL, shingles BLOB NOT NULL)")
         self.new_exact: set[int] = set()  # added since the last write to the database
         self.new_bands: dict[int, int] = {}
+        self.new_docs: dict[int, tuple[int, np.ndarray]] = {}  # document number -> (cluster, shingle set)
+        self.new_bytes = 0  # of the shingle sets in new_docs
         self.exact_view: dict[int, int | None] = {}  # prefetched keys and keys added since: 1, or None where absent
-        self.band_view: dict[int, int | None] = {}  # the same for band keys: the cluster, or None
+        self.band_view: dict[int, int | None] = {}  # the same for band keys: the document, or None
         self.exact_keys = 0
-        self.first_band_keys = 0
+        self.documents = 0
+        self.verified = 0  # candidates whose shingle sets were compared
 
     def _select(self, table: str, value: str, keys: set[int]) -> dict[int, int | None]:
         found: dict[int, int | None] = dict.fromkeys(keys)
@@ -132,11 +157,11 @@ class DupIndex:
 
     def prefetch(self, exact: Iterable[int], bands: Iterable[int]) -> None:
         """Look up the exact keys and band keys the next documents will ask about."""
-        if len(self.new_exact) + len(self.new_bands) >= _FLUSH:
+        if len(self.new_exact) + len(self.new_bands) >= _FLUSH or self.new_bytes >= _FLUSH_BYTES:
             self._flush()
         # keys still waiting to be written are left out, so that a lookup finds them where they wait
         self.exact_view = self._select("exact", "1", {_signed(k) for k in exact} - self.new_exact)
-        self.band_view = self._select("bands", "cluster", set(bands) - self.new_bands.keys())
+        self.band_view = self._select("bands", "doc", set(bands) - self.new_bands.keys())
 
     def seen(self, key: int) -> bool:
         """Whether the exact key was added before."""
@@ -155,43 +180,58 @@ class DupIndex:
         self._flush_if_overfull()
 
     def _band(self, key: int) -> int | None:
-        cluster = self.new_bands.get(key)
-        if cluster is None:
-            row = self.db.execute("SELECT cluster FROM bands WHERE key = ?", (key,)).fetchone()
-            cluster = row[0] if row else None
-        return cluster
+        doc = self.new_bands.get(key)
+        if doc is None:
+            row = self.db.execute("SELECT doc FROM bands WHERE key = ?", (key,)).fetchone()
+            doc = row[0] if row else None
+        return doc
 
-    def query(self, bands: tuple[int, ...]) -> tuple[int | None, list[int | None]]:
-        """(the cluster of the first band, in band order, that an earlier document had, else None; what each
-        band key maps to now, for `insert`)."""
+    def _doc(self, doc: int) -> tuple[int, np.ndarray]:
+        held = self.new_docs.get(doc)
+        if held is not None:
+            return held
+        cluster, blob = self.db.execute("SELECT cluster, shingles FROM docs WHERE doc = ?", (doc,)).fetchone()
+        return cluster, np.frombuffer(blob, np.uint32)
+
+    def query(self, bands: tuple[int, ...], shingles: np.ndarray, threshold: float) -> tuple[int | None, list[int | None]]:
+        """(the cluster of the first candidate, in band order, whose shingle set has Jaccard similarity at
+        least `threshold` with `shingles`, else None; the document each band key maps to now, for `insert`)."""
         view = self.band_view
         found = [view.get(key, _UNKNOWN) for key in bands]
         if _UNKNOWN in found:
-            found = [self._band(key) if c is _UNKNOWN else c for key, c in zip(bands, found)]
-        first = next((c for c in found if c is not None), None)
-        return (None if first is None else first & 0xFFFF_FFFF_FFFF_FFFF), found
+            found = [self._band(key) if d is _UNKNOWN else d for key, d in zip(bands, found)]
+        for doc in dict.fromkeys(d for d in found if d is not None):
+            cluster, theirs = self._doc(doc)
+            self.verified += 1
+            if jaccard(shingles, theirs) >= threshold:
+                return cluster & 0xFFFF_FFFF_FFFF_FFFF, found
+        return None, found
 
-    def insert(self, bands: tuple[int, ...], found: list[int | None], cluster: int) -> None:
-        """Give to `cluster` each band key that `query` found no earlier document had."""
-        cluster = _signed(cluster)
+    def insert(self, bands: tuple[int, ...], found: list[int | None], cluster: int, shingles: np.ndarray) -> None:
+        """Index a document of `cluster` and give it each band key that `query` found no earlier document had."""
+        doc = self.documents
+        self.documents += 1
+        self.new_docs[doc] = (_signed(cluster), shingles)
+        self.new_bytes += shingles.nbytes
         for key, had in zip(bands, found):
             if had is None:
-                self.new_bands[key] = self.band_view[key] = cluster
-        self.first_band_keys += found[0] is None
+                self.new_bands[key] = self.band_view[key] = doc
         self._flush_if_overfull()
 
     def _flush_if_overfull(self) -> None:
         # prefetch writes at _FLUSH; this bound is for callers that never prefetch, whose views only grow
-        if len(self.new_exact) + len(self.new_bands) >= 4 * _FLUSH:
+        if len(self.new_exact) + len(self.new_bands) >= 4 * _FLUSH or self.new_bytes >= 4 * _FLUSH_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         # in key order, consecutive inserts land on the same B-tree pages: curation's index costs 40% less
-        # than inserting in arrival order
+        # than inserting in arrival order (document numbers arrive in order already)
         self.db.execute("BEGIN")
         self.db.executemany("INSERT INTO exact VALUES (?)", zip(sorted(self.new_exact)))
         keys = sorted(self.new_bands)
         self.db.executemany("INSERT INTO bands VALUES (?, ?)", zip(keys, map(self.new_bands.__getitem__, keys)))
+        self.db.executemany("INSERT INTO docs VALUES (?, ?, ?)",
+                            ((doc, cluster, shingles.tobytes()) for doc, (cluster, shingles) in self.new_docs.items()))
         self.db.execute("COMMIT")
-        self.new_exact, self.new_bands = set(), {}
+        self.new_exact, self.new_bands, self.new_docs, self.new_bytes = set(), {}, {}, 0
         self.exact_view, self.band_view = {}, {}  # the database now answers for everything they held
