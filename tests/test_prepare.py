@@ -223,20 +223,21 @@ def reader_corpus(tmp_path: Path, reader: str) -> list[str]:
     return [f"data.path={path}"]
 
 
+@pytest.mark.parametrize("kind", ["bpe", "char"])
 @pytest.mark.parametrize("reader", ["txt file", "txt line", "txt blank_line", "jsonl", "jsonl.gz", "csv", "tsv",
                                     "parquet", "builtin"])
-def test_shards_are_byte_identical_with_either_encoder_and_are_tokenizers_ids(tmp_path, reader):
+def test_shards_are_byte_identical_with_either_encoder_and_are_tokenizers_ids(tmp_path, reader, kind):
     data = reader_corpus(tmp_path, reader)
     shards = {}
     for encoder in ("auto", "tokenizers"):
         cfg = load_config(None, [*data, f"data.prepared_dir={tmp_path / encoder}", f"data.encoder={encoder}",
-                                 "data.shard_tokens=4096", "data.encode_batch_bytes=20000", "tokenizer.kind=bpe",
+                                 "data.shard_tokens=4096", "data.encode_batch_bytes=20000", f"tokenizer.kind={kind}",
                                  "tokenizer.vocab_size=400"])
         out = prepare(cfg, progress=False)
         shards[encoder] = [(out / s["file"]).read_bytes() for s in load_prepared(out).meta["shards"]]
     assert shards["auto"] == shards["tokenizers"]
     tok = load_prepared(out).tokenizer
-    assert tok.tiktoken_encoding is not None  # auto did use tiktoken
+    assert (tok.tiktoken_encoding if kind == "bpe" else tok.char_table) is not None  # auto used the fast engine
     # the reference: tokenizers' own encode of each piece prepare reads, the end-of-document id after each document
     expected = [t for piece, end in iter_pieces(cfg.data, max_chars=PIECE_CHARS)
                 for t in tok.encode(piece) + ([tok.eod_id] if end else [])]

@@ -182,11 +182,20 @@ def test_tiktoken_matches_on_real_text_at_other_vocabulary_sizes(vocab):
     assert [a.tolist() for a in tok.encode_arrays(pieces)] == tok.encode_batch(pieces)
 
 
-@pytest.mark.parametrize("kind", ["char", "word", "wordpiece", "unigram", "lowercase bpe"])
+@pytest.mark.parametrize("eod", [True, False])
+def test_the_char_table_gives_the_ids_of_tokenizers(eod):
+    tok = Tokenizer.train(TokenizerConfig(kind="char", eod=eod, mask_token=True), VARIED[:4] + varied_texts(100))
+    assert tok.char_table is not None and tok.tiktoken_encoding is None
+    texts = VARIED + varied_texts(1000, seed=4) + ["<unk><unk>x<|endoftext|>", "\U0001f9ea unseen \u2603"]
+    got = tok.encode_arrays(texts)
+    assert [a.tolist() for a in got] == tok.encode_batch(texts) and all(a.dtype == np.uint32 for a in got)
+
+
+@pytest.mark.parametrize("kind", ["word", "wordpiece", "unigram", "lowercase bpe", "lowercase char"])
 def test_other_tokenizers_encode_with_tokenizers(texts, trained, kind):
-    tok = (Tokenizer.train(TokenizerConfig(kind="bpe", vocab_size=200, lowercase=True), texts)
-           if kind == "lowercase bpe" else trained[kind])
-    assert tok.tiktoken_encoding is None
+    tok = (Tokenizer.train(TokenizerConfig(kind=kind.split()[1], vocab_size=200, lowercase=True), texts)
+           if kind.startswith("lowercase") else trained[kind])
+    assert tok.tiktoken_encoding is None and tok.char_table is None
     assert [a.tolist() for a in tok.encode_arrays(texts)] == tok.encode_batch(texts)
 
 

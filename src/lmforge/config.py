@@ -36,7 +36,7 @@ class DataConfig(Section):
     prepared_dir: str | None = Field(None, description="where token shards are written; empty = prepared/<hash of data and tokenizer settings>")
     shard_tokens: int = Field(2**26, ge=1024, description="tokens per shard file")
     encode_batch_bytes: int = Field(1 << 22, ge=1024, description="text encoded per batch on all cores (bounds memory while preparing)")
-    encoder: Literal["auto", "tokenizers"] = Field("auto", description="what encodes the corpus: auto = tiktoken for a byte-level BPE whose ids it gives exactly (checked on the merges; several times faster), else tokenizers; tokenizers = always the reference library. The tokens are the same either way")
+    encoder: Literal["auto", "tokenizers"] = Field("auto", description="what encodes the corpus: auto = tiktoken for a byte-level BPE whose ids it gives exactly (checked on the merges), a code-point lookup table for a char tokenizer (both several times faster), else tokenizers; tokenizers = always the reference library. The tokens are the same either way")
 
 
 class TokenizerConfig(Section):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, cached_property
 from pathlib import Path
@@ -131,14 +132,23 @@ class Tokenizer:
         return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
 
     def encode_arrays(self, texts: list[str], engine: str = "auto") -> list[np.ndarray]:
-        """The ids of each text as a uint32 array, encoded on all cores. engine "auto" encodes with tiktoken
-        where it gives this tokenizer's ids exactly (`tiktoken_encoding`), several times faster than
-        tokenizers and without a Python int per token; "tokenizers" always uses the reference library."""
+        """The ids of each text as a uint32 array, encoded on all cores. engine "auto" encodes a byte-level BPE
+        with tiktoken where that gives this tokenizer's ids exactly (`tiktoken_encoding`), and a char tokenizer
+        with a lookup table of code points (`char_table`): several times faster than tokenizers, and without a
+        Python int per token. "tokenizers" always uses the reference library."""
         fast = self.tiktoken_encoding if engine == "auto" else None
-        if fast is None:
-            return [np.array(e.ids, dtype=np.uint32) for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
-        # tiktoken releases the GIL while it encodes, so threads use every core
-        return list(_encoding_threads().map(lambda text: fast.encode_to_numpy(text, allowed_special="all"), texts))
+        if fast is not None:
+            # tiktoken releases the GIL while it encodes, so threads use every core
+            return list(_encoding_threads().map(lambda text: fast.encode_to_numpy(text, allowed_special="all"), texts))
+        table = self.char_table if engine == "auto" else None
+        if table is not None:
+            return [table.encode(text) for text in texts]
+        return [np.array(e.ids, dtype=np.uint32) for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+    @cached_property
+    def char_table(self) -> "CharTable | None":
+        """A char tokenizer (one token per code point, no normalizer) as a lookup table, else None."""
+        return CharTable.of(json.loads(self.backend.to_str()))
 
     @cached_property
     def tiktoken_encoding(self) -> "tiktoken.Encoding | None":
@@ -156,6 +166,53 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
 
+class CharTable:
+    """A char tokenizer's encoding in numpy: the text's code points (its UTF-32) looked up in the sorted
+    vocabulary, <unk> for the rest, and the special-token strings matched first, as tokenizers matches its
+    added tokens (leftmost, the longest of those starting there)."""
+
+    def __init__(self, chars: dict[str, int], specials: dict[str, int], unk: int | None):
+        order = sorted(chars)
+        self.codes = np.array([ord(c) for c in order], dtype=np.uint32)
+        self.ids = np.array([chars[c] for c in order], dtype=np.uint32)
+        self.specials, self.unk = specials, unk
+        self.split = re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) if specials else None
+
+    @classmethod
+    def of(cls, spec: dict) -> "CharTable | None":
+        model, split = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+        if model.get("type") != "WordLevel":
+            return None
+        added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+        chars = {tok: i for tok, i in model.get("vocab", {}).items() if tok not in added}
+        if (spec.get("normalizer") is not None or split.get("type") != "Split"
+                or split.get("pattern") != {"Regex": _ONE_CODE_POINT} or split.get("behavior") != "Isolated"
+                or split.get("invert") or not chars or any(len(c) != 1 for c in chars)
+                or any(t.get(k) for t in spec.get("added_tokens", []) for k in ("lstrip", "rstrip", "single_word"))):
+            return None
+        return cls(chars, added, added.get(model.get("unk_token")))
+
+    def encode(self, text: str) -> np.ndarray:
+        if self.split is None:
+            return self._chars(text)
+        parts, start = [], 0
+        for match in self.split.finditer(text):
+            parts += [self._chars(text[start:match.start()]), np.array([self.specials[match.group()]], np.uint32)]
+            start = match.end()
+        return np.concatenate([*parts, self._chars(text[start:])])
+
+    def _chars(self, text: str) -> np.ndarray:
+        codes = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+        at = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        known = self.codes[at] == codes
+        if self.unk is None and not known.all():  # tokenizers drops a character it has no id for
+            at, known = at[known], known[known]
+        return np.where(known, self.ids[at], self.unk or 0).astype(np.uint32)
+
+
+_ONE_CODE_POINT = r"[\s\S]"
+
+
 def _char_tokenizer(batches: Iterable[list[str]], specials: list[str],
                     normalizer: normalizers.Normalizer | None) -> HFTokenizer:
     # counting characters needs no trainer; sorted, so the ids do not depend on the corpus order
@@ -167,7 +224,7 @@ def _char_tokenizer(batches: Iterable[list[str]], specials: list[str],
     tk = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
     if normalizer:
         tk.normalizer = normalizer
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one piece per code point
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(_ONE_CODE_POINT), behavior="isolated")  # one piece per code point
     tk.decoder = decoders.Fuse()
     return tk
 
