@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from lmforge.augment.stage import augmented_pieces
 from lmforge.config import Config, DataConfig
-from lmforge.corpora import DEFAULT_SOURCE, ReadStats, cut_pieces, iter_pieces, stat_sources
+from lmforge.corpora import DEFAULT_SOURCE, ReadStats, cut_pieces, is_hub, iter_pieces, stat_sources
 from lmforge.data.shards import (META_VERSION, PIECE_CHARS, ShardWriter, encode_pieces, is_current, prepared_dir,
                                  ranges, token_dtype)
 from lmforge.errors import ConfigError, DataError
@@ -93,6 +93,17 @@ def sample_evenly(texts: Iterable[str], corpus_bytes: int, budget: int) -> Itera
             yield text
 
 
+def first_bytes(texts: Iterable[str], budget: int) -> Iterator[str]:
+    """The texts up to about `budget` bytes: a streamed hf: corpus has no size to spread a sample over,
+    and reading all of a hub dataset to train a tokenizer may never end."""
+    taken = 0
+    for text in texts:
+        if taken >= budget:
+            return
+        taken += len(text.encode("utf-8", "surrogatepass"))
+        yield text
+
+
 def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> Path:
     """Train (or load) the tokenizer, encode the corpus into token shards, write meta.json; returns the dir."""
     out = Path(out_dir) if out_dir is not None else prepared_dir(cfg)
@@ -104,7 +115,9 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
         pieces = corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS)
         corpus_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data.model_copy(update={"val_path": None,
                                                                                           "test_path": None})))
-        texts = sample_evenly((piece for piece, _ in pieces), corpus_bytes, cfg.tokenizer.train_sample_bytes)
+        budget = cfg.tokenizer.train_sample_bytes
+        texts = (first_bytes((piece for piece, _ in pieces), budget) if is_hub(cfg.data.path)
+                 else sample_evenly((piece for piece, _ in pieces), corpus_bytes, budget))
         first = next(texts, None)
         if first is None:
             raise DataError(f"{where}: corpus is empty")
@@ -113,8 +126,10 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True) -> 
     stats = ReadStats()
     total_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data)) or None
     # the corpus, then any separate validation and test corpora, one after another in the same shards
-    parts = [("train", cfg.data)] + [(name, cfg.data.model_copy(update={"path": path}))
-                                     for name, path in (("val", cfg.data.val_path), ("test", cfg.data.test_path)) if path]
+    parts = [("train", cfg.data)] + [(name, cfg.data.model_copy(update={"path": path, "split": split}))
+                                     for name, path, split in (("val", cfg.data.val_path, cfg.data.val_split),
+                                                               ("test", cfg.data.test_path, cfg.data.test_split))
+                                     if path]
     with atomic_dir(out) as tmp:
         writer = ShardWriter(tmp, cfg.data.shard_tokens)
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"encoding {where}", disable=not progress)
