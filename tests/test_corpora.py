@@ -284,6 +284,9 @@ def test_a_datasetdict_folder_reads_the_chosen_split(tmp_path):
     with pytest.raises(DataError, match=r"dd: no split 'test' in this DatasetDict folder \(splits: train, "
                                         r"validation\); choose one with data.split"):
         documents(tmp_path / "dd", split="test")
+    with pytest.raises(DataError, match=rf"{tmp_path}: holds a datasets save_to_disk folder, {tmp_path}/dd/train: "
+                                        "give that folder as the path"):
+        documents(tmp_path)  # not every split's files, one after another
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -196,6 +196,10 @@ def list_sources(path: str, split: str = "train") -> list[Path]:
                        and not any(part.startswith(".") for part in f.relative_to(p).parts))
         if not files:
             raise DataError(f"{path}: no {_KNOWN} files found (optionally .gz)")
+        # a save_to_disk folder inside would be read as every split's .arrow files, in name order
+        for sub in sorted({f.parent for f in files}):
+            if any((sub / name).exists() for name in _DATASET_MARKERS):
+                raise DataError(f"{path}: holds a datasets save_to_disk folder, {sub}: give that folder as the path")
         return files
     if glob.has_magic(path):
         files = sorted(Path(f) for f in glob.glob(os.path.expanduser(path), recursive=True) if Path(f).is_file())
