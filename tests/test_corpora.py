@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lmforge.config import DataConfig
-from lmforge.corpora import DEFAULT_SOURCE, ReadStats, default_documents, iter_pieces, list_sources
+from lmforge.corpora import DEFAULT_SOURCE, ReadStats, default_documents, iter_pieces, list_sources, stat_sources
 from lmforge.errors import DataError
 
 DOCS = ['first doc, with "quotes", commas\tand a tab', "second\nspans two lines", "ünïcödé third ✓"]
@@ -213,3 +213,157 @@ def test_default_corpus_is_python_docs_and_deterministic():
     for _ in iter_pieces(DataConfig(), stats):
         pass
     assert stats.sources[-1]["path"] == DEFAULT_SOURCE and stats.sources[-1]["bytes"] == size
+
+
+def write_arrow(path, table: pa.Table, file_format: bool = False, batch_rows: int = 2, gz: bool = False):
+    """`table` as an Arrow IPC stream (what datasets writes) or IPC file, in batches of batch_rows rows."""
+    sink = pa.BufferOutputStream()
+    writer = (pa.ipc.new_file if file_format else pa.ipc.new_stream)(sink, table.schema)
+    writer.write_table(table, max_chunksize=batch_rows)
+    writer.close()
+    data = sink.getvalue().to_pybytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("file_format", [False, True], ids=["stream", "file"])
+def test_arrow_files_both_ipc_formats(tmp_path, file_format, gz):
+    path = write_arrow(tmp_path / ("c.arrow.gz" if gz else "c.arrow"), pa.table({"id": [0, 1, 2], "text": DOCS}),
+                       file_format, gz=gz)
+    stats = ReadStats()
+    assert documents(path, stats) == DOCS
+    raw = path.read_bytes()
+    assert stats.files == 1 and stats.bytes_read == len(raw) and stats.sources[0]["sha256"] == hashlib.sha256(raw).hexdigest()
+    with pytest.raises(DataError, match=r"c\.arrow(\.gz)?: column 'id' holds int64, not strings"):
+        documents(path, field="id")
+    with pytest.raises(DataError, match=r"c\.arrow(\.gz)?: no column 'body' \(columns: id, text\)"):
+        documents(path, field="body")
+
+
+@pytest.mark.parametrize("file_format", [False, True], ids=["stream", "file"])
+def test_arrow_is_read_a_record_batch_at_a_time(tmp_path, file_format):
+    # 32 batches of ~1 MB; pyarrow reads a Python file into bytes objects, which tracemalloc sees
+    table = pa.table({"text": [f"{i:06d} " + "x" * 100_000 for i in range(320)]})
+    path = write_arrow(tmp_path / "big.arrow", table, file_format, batch_rows=10)
+    del table
+    tracemalloc.start()
+    try:
+        n = sum(end for _, end in iter_pieces(DataConfig(path=str(path))))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == 320 and peak < 8_000_000, peak  # the file is 32 MB; reading it whole peaks above that
+
+
+def save_to_disk(folder, texts, num_shards=1, **columns):
+    import datasets
+
+    datasets.Dataset.from_dict({"text": texts, **columns}).save_to_disk(str(folder), num_shards=num_shards)
+    return folder
+
+
+def test_a_save_to_disk_folder_is_its_arrow_files_in_order(tmp_path):
+    texts = [f"doc {i}" for i in range(25)]
+    folder = save_to_disk(tmp_path / "ds", texts, num_shards=3, label=list(range(25)))
+    files = list_sources(str(folder))
+    assert [f.name for f in files] == [f"data-0000{i}-of-00003.arrow" for i in range(3)]
+    assert documents(folder) == texts
+    with pytest.raises(DataError, match=r"ds/data-00000-of-00003\.arrow: no column 'body' \(columns: text, label\)"):
+        documents(folder, field="body")
+
+
+def test_a_datasetdict_folder_reads_the_chosen_split(tmp_path):
+    import datasets
+
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"]}),
+                               "validation": datasets.Dataset.from_dict({"text": ["v"]})})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    assert documents(tmp_path / "dd") == ["a", "b"]
+    assert documents(tmp_path / "dd", split="validation") == ["v"]
+    with pytest.raises(DataError, match=r"dd: no split 'test' in this DatasetDict folder \(splits: train, "
+                                        r"validation\); choose one with data.split"):
+        documents(tmp_path / "dd", split="test")
+    with pytest.raises(DataError, match=rf"{tmp_path}: holds a datasets save_to_disk folder, {tmp_path}/dd/train: "
+                                        "give that folder as the path"):
+        documents(tmp_path)  # not every split's files, one after another
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("no-state", r"ds: has dataset_info\.json but no state\.json: not a whole Dataset\.save_to_disk folder"),
+    ("state-of-a-checkpoint", r"ds: state\.json is not a datasets save_to_disk state"),
+    ("state-not-json", r"ds/state\.json: not readable JSON"),
+    ("state-lists-a-missing-file", r"ds/data-00000-of-00001\.arrow: missing, though .*ds/state\.json lists it"),
+    ("state-lists-a-path", r"ds: state\.json is not a datasets save_to_disk state"),
+    ("dict-without-splits", r"ds: dataset_dict\.json has no list of splits"),
+    ("dict-split-folder-missing", r"ds/train: missing, though dataset_dict\.json lists split 'train'"),
+])
+def test_a_datasets_folder_of_the_wrong_kind_is_one_line_naming_it(tmp_path, damage, message):
+    folder = save_to_disk(tmp_path / "ds", ["a", "b"])
+    (folder / "notes.txt").write_text("a text file that a plain folder read would take")
+    if damage == "no-state":
+        (folder / "state.json").unlink()
+    elif damage == "state-of-a-checkpoint":
+        (folder / "state.json").write_text(json.dumps({"step": 4, "tokens_seen": 100}))
+    elif damage == "state-not-json":
+        (folder / "state.json").write_text("{not json")
+    elif damage == "state-lists-a-missing-file":
+        (folder / "data-00000-of-00001.arrow").unlink()
+    elif damage == "state-lists-a-path":
+        (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "../x.arrow"}]}))
+    elif damage == "dict-without-splits":
+        (folder / "dataset_dict.json").write_text(json.dumps({"split": "train"}))
+    else:
+        (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train"]}))
+    with pytest.raises(DataError, match=message) as e:
+        documents(folder)
+    assert "\n" not in str(e.value)
+
+
+def local_hub(tmp_path, fmt="jsonl"):
+    """A folder `datasets.load_dataset` takes as a dataset: train and test files, found by their names."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    for split, texts in (("train", DOCS), ("test", ["held out"])):
+        if fmt == "parquet":
+            pq.write_table(pa.table({"text": texts, "id": list(range(len(texts)))}), folder / f"{split}.parquet")
+        else:
+            (folder / f"{split}.jsonl").write_text("".join(json.dumps({"text": t, "id": i}) + "\n"
+                                                             for i, t in enumerate(texts)))
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_an_hf_dataset_is_streamed_by_load_dataset(tmp_path, fmt, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = local_hub(tmp_path, fmt)
+    built = []
+    real = datasets.load_dataset_builder
+    monkeypatch.setattr(datasets, "load_dataset_builder", lambda *a, **k: built.append((a, k)) or real(*a, **k))
+    stats = ReadStats()
+    assert documents(f"hf:{folder}", stats) == DOCS
+    assert built == [((str(folder), None), {"revision": None})]
+    assert documents(f"hf:{folder}", split="test") == ["held out"]
+    source = stats.sources[0]
+    assert {k: source[k] for k in ("path", "config", "split", "revision")} == \
+        {"path": f"hf:{folder}", "config": None, "split": "train", "revision": None}
+    text = "".join(d + "\0" for d in DOCS).encode()
+    assert source["sha256"] == hashlib.sha256(text).hexdigest() and source["bytes"] == len(text) - len(DOCS)
+    assert isinstance(source["fingerprint"], str) and source["fingerprint"]
+    # nothing to stat: the staleness check compares what names the dataset
+    assert stat_sources(DataConfig(path=f"hf:{folder}", hf_config="c", hf_revision="v1")) == \
+        [{"path": f"hf:{folder}", "config": "c", "split": "train", "revision": "v1"}]
+    assert list_sources(f"hf:{folder}") == []
+
+
+def test_hf_dataset_errors_are_one_line_naming_the_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = local_hub(tmp_path)
+    with pytest.raises(DataError, match=rf"hf:{folder} \(split 'train'\): no field 'body' \(fields: text, id\)"):
+        documents(f"hf:{folder}", field="body")
+    with pytest.raises(DataError, match=rf"hf:{folder} \(split 'dev'\): cannot load the dataset \(Bad split: dev"):
+        documents(f"hf:{folder}", split="dev")
+    with pytest.raises(DataError, match=r"hf:no-such-user/no-such-set \(split 'train'\): cannot load the dataset"):
+        documents("hf:no-such-user/no-such-set")

@@ -120,7 +120,8 @@ def test_a_part_of_other_settings_is_one_line(tmp_path):
 @pytest.mark.parametrize("extra, needle", [
     (["curate.exact_dedup=true"], "curate or augment stage works across the whole corpus"),
     (["tokenizer.kind=unigram"], "set tokenizer.path"),
-    (["data.path="], "the built-in corpus is one source"),
+    (["data.path="], "the built-in corpus and a hub dataset are one source each"),
+    (["data.path=hf:some/dataset"], "the built-in corpus and a hub dataset are one source each"),
 ])
 def test_recipes_that_cannot_be_partitioned_are_one_line(tmp_path, extra, needle):
     corpus(tmp_path / "corpus", 2)

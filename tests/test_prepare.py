@@ -242,3 +242,41 @@ def test_shards_are_byte_identical_with_either_encoder_and_are_tokenizers_ids(tm
     expected = [t for piece, end in iter_pieces(cfg.data, max_chars=PIECE_CHARS)
                 for t in tok.encode(piece) + ([tok.eod_id] if end else [])]
     assert np.frombuffer(b"".join(shards["auto"]), dtype="<u2").tolist() == expected
+
+
+def test_datasets_corpora_hub_and_datasetdict_splits(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub = tmp_path / "hub"  # a local folder that datasets.load_dataset streams as hf:, offline
+    hub.mkdir()
+    (hub / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS[:50]))
+    dd = tmp_path / "dd"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["not this one"]}),
+                          "dev": datasets.Dataset.from_dict({"text": ["a cat sat on the mat"]})}
+                         ).save_to_disk(str(dd))
+    cfg = load_config(None, [f"data.path=hf:{hub}", f"data.val_path={dd}", "data.val_split=dev",
+                             f"data.prepared_dir={tmp_path / 'p'}", "tokenizer.kind=char", "tokenizer.eod=false"])
+    out = ensure_prepared(cfg, progress=False)
+    data = load_prepared(out)
+    decode = lambda name: "".join(data.tokenizer.decode(s) for s in data.split(name))  # noqa: E731
+    assert decode("train") == "".join(DOCS[:50]) and decode("val") == "a cat sat on the mat"
+    hub_source, val_source = data.meta["sources"]
+    assert {k: hub_source[k] for k in ("path", "config", "split", "revision")} == \
+        {"path": f"hf:{hub}", "config": None, "split": "train", "revision": None} and hub_source["fingerprint"]
+    assert val_source["path"] == str(dd / "dev" / "data-00000-of-00001.arrow")
+    # a hub corpus is current while its name, config, split and revision are: reused, not streamed again
+    stamp = (out / "meta.json").stat().st_mtime_ns
+    assert ensure_prepared(cfg, progress=False) == out and (out / "meta.json").stat().st_mtime_ns == stamp
+    assert cfg.model_copy(update={"data": cfg.data.model_copy(update={"split": "test"})}).data_key() != cfg.data_key()
+
+
+def test_an_hf_corpus_trains_its_tokenizer_on_its_first_sample_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "train.jsonl").write_text(json.dumps({"text": "ab " * 100}) + "\n"
+                                                  + json.dumps({"text": "xyz " * 100}) + "\n")
+    cfg = load_config(None, [f"data.path=hf:{tmp_path / 'hub'}", f"data.prepared_dir={tmp_path / 'p'}",
+                             "tokenizer.kind=char", "tokenizer.train_sample_bytes=100"])
+    vocab = set(load_prepared(prepare(cfg, progress=False)).tokenizer.decode(list(range(2, 10))))
+    assert {"a", "b"} <= vocab and not {"x", "y", "z"} & vocab  # the stream's size is unknown: its start is the sample

@@ -26,9 +26,14 @@ SectionT = TypeVar("SectionT", bound=Section)
 
 
 class DataConfig(Section):
-    path: str | None = Field(None, description="corpus: a file, a folder or a glob (.txt/.jsonl/.csv/.tsv/.parquet, optionally .gz); empty = the built-in Python-docs corpus")
-    format: Literal["auto", "txt", "jsonl", "csv", "tsv", "parquet"] = Field("auto", description="input format; auto = from each file's extension")
-    field: str = Field("text", description="the jsonl field or csv/tsv/parquet column that holds the text")
+    path: str | None = Field(None, description="corpus: a file, a folder or a glob (.txt/.jsonl/.csv/.tsv/.parquet/.arrow, optionally .gz), a folder written by datasets' save_to_disk, or hf:NAME (a Hugging Face dataset, streamed); empty = the built-in Python-docs corpus")
+    format: Literal["auto", "txt", "jsonl", "csv", "tsv", "parquet", "arrow"] = Field("auto", description="input format; auto = from each file's extension")
+    field: str = Field("text", description="the jsonl field or csv/tsv/parquet/arrow/dataset column that holds the text")
+    split: str = Field("train", description="the split of data.path to read when it is a DatasetDict save_to_disk folder or an hf: dataset")
+    val_split: str = Field("validation", description="the split of data.val_path to read when it is a DatasetDict save_to_disk folder or an hf: dataset")
+    test_split: str = Field("test", description="the split of data.test_path to read when it is a DatasetDict save_to_disk folder or an hf: dataset")
+    hf_config: str | None = Field(None, description="hf: datasets: the configuration (subset) name, e.g. wikitext-103-raw-v1; empty = the dataset's default")
+    hf_revision: str | None = Field(None, description="hf: datasets: the branch, tag or commit to read; empty = the default branch (a hub corpus counts as unchanged while its name, config, split and revision are)")
     txt_documents: Literal["file", "line", "blank_line"] = Field("file", description="how a .txt file splits into documents: the whole file, each line, or paragraphs separated by blank lines")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="the last fraction of the token stream held out for validation (when val_path is empty)")
     val_path: str | None = Field(None, description="a separate validation corpus (e.g. ptb.valid.txt); then all of path is training data")
@@ -37,6 +42,9 @@ class DataConfig(Section):
     shard_tokens: int = Field(2**26, ge=1024, description="tokens per shard file")
     encode_batch_bytes: int = Field(1 << 22, ge=1024, description="text encoded per batch on all cores (bounds memory while preparing)")
     encoder: Literal["auto", "tokenizers"] = Field("auto", description="what encodes the corpus: auto = tiktoken for a byte-level BPE whose ids it gives exactly (checked on the merges), a code-point lookup table for a char tokenizer (both several times faster), else tokenizers; tokenizers = always the reference library. The tokens are the same either way")
+
+
+_DATASET_FIELDS = ("split", "val_split", "test_split", "hf_config", "hf_revision")
 
 
 class TokenizerConfig(Section):
@@ -495,7 +503,9 @@ class Config(Section):
         tokenizer = self.tokenizer.model_dump(exclude=set() if self.tokenizer.mask_token else {"mask_token"})
         # under its old name, so that the keys (and shards) of every recipe stay as they were
         tokenizer["train_max_bytes"] = tokenizer.pop("train_sample_bytes")
-        payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes", "encoder"}), "tokenizer": tokenizer}
+        # the dataset-split and hub fields only when set, so that recipes without them keep their keys (and shards)
+        unset = {name for name in _DATASET_FIELDS if getattr(self.data, name) == DataConfig.model_fields[name].default}
+        payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes", "encoder"} | unset), "tokenizer": tokenizer}
         # only when set, so recipes without text stages keep the keys (and shards) they had
         payload.update({name: stage.model_dump() for name in ("clean", "curate", "augment")
                         if (stage := getattr(self, name)) is not None})

@@ -6,8 +6,18 @@ document is cut after a newline or before a space near the limit, where subword 
 
 Formats (from the extension, `.gz` of any allowed, or forced with `data.format`): `.txt` (a document is
 the whole file, each line, or each blank-line-separated paragraph: `data.txt_documents`), `.jsonl` and
-`.csv`/`.tsv`/`.parquet` (the `data.field` value or column of each record). Undecodable bytes become
-U+FFFD and are counted, never fatal; whitespace-only documents are skipped and counted.
+`.csv`/`.tsv`/`.parquet`/`.arrow` (the `data.field` value or column of each record; `.arrow` is Arrow IPC,
+the stream format that `datasets` writes or the file format, read a record batch at a time). Undecodable
+bytes become U+FFFD and are counted, never fatal; whitespace-only documents are skipped and counted.
+
+Hugging Face `datasets`: a folder written by `Dataset.save_to_disk` (known by its `state.json`, which
+lists its `.arrow` files in order) is read as those files; a `DatasetDict.save_to_disk` folder (known by
+its `dataset_dict.json`) as its `data.split` subfolder (`data.val_split`/`data.test_split` for the
+validation and test corpora). A folder with any of those marker files that is not a whole such folder is
+an error, never read as a plain folder. `hf:NAME` (a hub id, or a local folder `load_dataset` takes)
+streams `datasets.load_dataset(NAME, data.hf_config, split=..., revision=data.hf_revision,
+streaming=True)`. A hub corpus has no file to stat: the staleness check (`stat_sources`) compares its
+name, config, split and revision; the read also records the builder's hash and the text's sha256.
 
 The built-in default corpus (`data.path` empty) needs no download: the pydoc topics that Python's `help()`
 shows (`pydoc_data.topics`), then every module, class and function docstring of at least 200 characters in
@@ -42,11 +52,13 @@ from lmforge.config import DataConfig
 from lmforge.errors import DataError
 
 if TYPE_CHECKING:
+    import pyarrow
     import pyarrow.parquet
 
 PIECE_CHARS = 1 << 20
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-           ".parquet": "parquet"}
+           ".parquet": "parquet", ".arrow": "arrow"}
+HUB = "hf:"  # data.path's prefix for a dataset that datasets.load_dataset streams
 DEFAULT_SOURCE = f"builtin:python-{platform.python_version()}-docs"
 _KNOWN = "/".join(FORMATS)
 
@@ -116,17 +128,78 @@ def format_of(path: Path) -> str | None:
     return FORMATS.get(os.path.splitext(name)[1])
 
 
-def list_sources(path: str) -> list[Path]:
-    """The files of a corpus: one file, every known-format file under a folder, or a glob's matches."""
+def is_hub(path: str | None) -> bool:
+    """Whether a corpus path names a dataset for `datasets.load_dataset` (`hf:NAME`)."""
+    return path is not None and path.startswith(HUB)
+
+
+_DATASET_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
+
+
+def _json_file(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not readable JSON ({e})") from None
+
+
+def dataset_files(folder: Path, split: str) -> list[Path] | None:
+    """The `.arrow` files of a `datasets` save_to_disk folder in their order (of split `split` where it is
+    a DatasetDict's), None for a folder with no datasets marker file; a DataError for a folder that has a
+    marker but is not a whole save_to_disk folder."""
+    markers = [name for name in _DATASET_MARKERS if (folder / name).exists()]
+    if not markers:
+        return None
+    if "dataset_dict.json" in markers:
+        splits = _json_file(folder / "dataset_dict.json")
+        splits = splits.get("splits") if isinstance(splits, dict) else None
+        if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise DataError(f"{folder}: dataset_dict.json has no list of splits: not a DatasetDict.save_to_disk folder")
+        if split not in splits:
+            raise DataError(f"{folder}: no split {split!r} in this DatasetDict folder (splits: {', '.join(splits)}); "
+                            "choose one with data.split (data.val_split, data.test_split for val_path, test_path)")
+        folder = folder / split
+        if not folder.is_dir():
+            raise DataError(f"{folder}: missing, though dataset_dict.json lists split {split!r}")
+        if not (folder / "state.json").exists():
+            raise DataError(f"{folder}: not a Dataset.save_to_disk folder (no state.json)")
+    elif "state.json" not in markers:
+        raise DataError(f"{folder}: has {markers[0]} but no state.json: not a whole Dataset.save_to_disk folder "
+                        "(save it again, or move that file out to read the folder's files as plain text)")
+    state = _json_file(folder / "state.json")
+    entries = state.get("_data_files") if isinstance(state, dict) else None
+    names = [e.get("filename") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    if not entries or len(names) != len(entries) or not all(isinstance(n, str) and n.endswith(".arrow")
+                                                             and Path(n).name == n for n in names):
+        raise DataError(f"{folder}: state.json is not a datasets save_to_disk state (no _data_files list of .arrow "
+                        "files)")
+    files = [folder / n for n in names]
+    for f in files:
+        if not f.is_file():
+            raise DataError(f"{f}: missing, though {folder / 'state.json'} lists it")
+    return files
+
+
+def list_sources(path: str, split: str = "train") -> list[Path]:
+    """The files of a corpus: one file, a save_to_disk folder's `.arrow` files (of `split` in a
+    DatasetDict's), every known-format file under any other folder, or a glob's matches; none for `hf:`."""
+    if is_hub(path):
+        return []
     p = Path(path).expanduser()
     if p.is_file():
         return [p]
     if p.is_dir():
+        if (arrow := dataset_files(p, split)) is not None:
+            return arrow
         # hidden files and folders (.git, editors' temp files) are never corpus text
         files = sorted(f for f in p.rglob("*") if f.is_file() and format_of(f)
                        and not any(part.startswith(".") for part in f.relative_to(p).parts))
         if not files:
             raise DataError(f"{path}: no {_KNOWN} files found (optionally .gz)")
+        # a save_to_disk folder inside would be read as every split's .arrow files, in name order
+        for sub in sorted({f.parent for f in files}):
+            if any((sub / name).exists() for name in _DATASET_MARKERS):
+                raise DataError(f"{path}: holds a datasets save_to_disk folder, {sub}: give that folder as the path")
         return files
     if glob.has_magic(path):
         files = sorted(Path(f) for f in glob.glob(os.path.expanduser(path), recursive=True) if Path(f).is_file())
@@ -270,6 +343,16 @@ def _csv_chunks(f: io.TextIOBase, path: Path, name: str, delimiter: str,
         raise DataError(f"{path} line {reader.line_num}: {e}") from None
 
 
+def _check_text_column(where: object, schema: "pyarrow.Schema", name: str) -> None:
+    import pyarrow as pa
+
+    if name not in schema.names:
+        raise DataError(f"{where}: no column {name!r} (columns: {', '.join(schema.names)})")
+    kind = schema.field(name).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise DataError(f"{where}: column {name!r} holds {kind}, not strings")
+
+
 def open_parquet(f: BinaryIO, path: Path, name: str) -> "pyarrow.parquet.ParquetFile":
     """A pyarrow ParquetFile whose column `name` holds strings, or a DataError naming what is wrong."""
     import pyarrow as pa
@@ -279,13 +362,32 @@ def open_parquet(f: BinaryIO, path: Path, name: str) -> "pyarrow.parquet.Parquet
         pf = pq.ParquetFile(f)
     except (pa.ArrowException, OSError, EOFError, zlib.error) as e:  # EOFError: a truncated .parquet.gz
         raise DataError(f"{path}: not a readable parquet file ({e or type(e).__name__})") from None
-    columns = pf.schema_arrow.names
-    if name not in columns:
-        raise DataError(f"{path}: no column {name!r} (columns: {', '.join(columns)})")
-    kind = pf.schema_arrow.field(name).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise DataError(f"{path}: column {name!r} holds {kind}, not strings")
+    _check_text_column(path, pf.schema_arrow, name)
     return pf
+
+
+def arrow_batches(f: BinaryIO, path: Path, name: str) -> Iterator["pyarrow.RecordBatch"]:
+    """The record batches of an Arrow IPC file (stream or file format, told by the file format's magic
+    bytes) whose column `name` holds strings, one batch in memory at a time; a DataError naming what is
+    wrong, here or while reading."""
+    import pyarrow as pa
+
+    errors = (pa.ArrowException, OSError, EOFError, zlib.error)  # EOFError: a truncated .arrow.gz
+    try:
+        file_format = f.read(6) == b"ARROW1"
+        f.seek(0)
+        reader = pa.ipc.open_file(f) if file_format else pa.ipc.open_stream(f)
+    except errors as e:
+        raise DataError(f"{path}: not a readable Arrow IPC file ({e or type(e).__name__})") from None
+    _check_text_column(path, reader.schema, name)
+    try:
+        if file_format:
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
+        else:
+            yield from reader
+    except errors as e:
+        raise DataError(f"{path}: unreadable Arrow IPC data ({e or type(e).__name__})") from None
 
 
 def _parquet_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, bool]]:
@@ -294,6 +396,70 @@ def _parquet_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, b
     for batch in pf.iter_batches(batch_size=1024, columns=[name]):
         for value in batch.column(0).to_pylist():
             yield value or "", True
+
+
+def _arrow_chunks(f: BinaryIO, path: Path, name: str) -> Iterator[tuple[str, bool]]:
+    for batch in arrow_batches(f, path, name):
+        for value in batch.column(name).to_pylist():
+            yield value or "", True
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def open_hub(path: str, split: str, cfg: DataConfig) -> tuple[Iterator[dict], dict]:
+    """A streamed `hf:` dataset as batches (dicts of column lists) holding column `cfg.field`, and the
+    source record of the read: name, config, split, revision and the builder's hash (of the hub commit, or
+    of a local folder's files)."""
+    import datasets
+    import pyarrow as pa
+
+    name = path[len(HUB):]
+    where = f"{path} (split {split!r})"
+    errors = (OSError, ValueError, datasets.exceptions.DatasetsError, pa.ArrowException)
+    try:
+        # what load_dataset(name, config, split=split, revision=..., streaming=True) does, keeping the builder
+        # for its hash; remote code is never run (datasets 4+ refuses dataset scripts)
+        builder = datasets.load_dataset_builder(name, cfg.hf_config, revision=cfg.hf_revision)
+        stream = builder.as_streaming_dataset(split=split)
+    except errors as e:
+        raise DataError(f"{where}: cannot load the dataset ({_first_line(e)})") from None
+    if stream.features is not None and cfg.field not in stream.features:
+        raise DataError(f"{where}: no field {cfg.field!r} (fields: {', '.join(stream.features)})")
+    source = {**hub_source(path, split, cfg), "fingerprint": builder.hash}
+
+    def batches() -> Iterator[dict]:
+        try:
+            for batch in stream.iter(batch_size=1024):
+                if cfg.field not in batch:  # features unknown until read (json files, say)
+                    raise DataError(f"{where}: no field {cfg.field!r} (fields: {', '.join(batch) or 'none'})")
+                yield batch
+        except errors as e:
+            raise DataError(f"{where}: unreadable ({_first_line(e)})") from None
+    return batches(), source
+
+
+def hub_source(path: str, split: str, cfg: DataConfig) -> dict:
+    """What identifies an `hf:` corpus for the staleness check: a hub dataset has no file to stat."""
+    return {"path": path, "config": cfg.hf_config, "split": split, "revision": cfg.hf_revision}
+
+
+def _hub_chunks(cfg: DataConfig, stats: ReadStats) -> Iterator[tuple[str, bool]]:
+    assert cfg.path is not None
+    batches, source = open_hub(cfg.path, cfg.split, cfg)
+    sha, nbytes, n = hashlib.sha256(), 0, 0
+    for batch in batches:
+        for value in batch[cfg.field]:
+            n += 1
+            text = _text_of(value, f"{cfg.path} (split {cfg.split!r}) record {n}", cfg.field)
+            data = text.encode("utf-8", "surrogatepass")
+            sha.update(data + b"\0")
+            nbytes += len(data)
+            stats.bytes_read += len(data)
+            yield text, True
+    stats.sources.append({**source, "bytes": nbytes, "sha256": sha.hexdigest()})
 
 
 def _file_chunks(path: Path, cfg: DataConfig, max_chars: int, stats: ReadStats,
@@ -305,12 +471,14 @@ def _file_chunks(path: Path, cfg: DataConfig, max_chars: int, stats: ReadStats,
     with open(path, "rb", buffering=0) as raw:
         hashed = _Hashed(raw, stats)
         try:
-            if fmt == "parquet":
-                # a parquet reader seeks (it starts at the footer), so the hash gets a pass of its own
+            if fmt in ("parquet", "arrow"):
+                # a parquet reader seeks (it starts at the footer), as an Arrow one does to tell the IPC file
+                # format from the stream one, so the hash gets a pass of its own
                 while hashed.read(1 << 20):
                     pass
+                chunks = _parquet_chunks if fmt == "parquet" else _arrow_chunks
                 with gzip.open(path, "rb") if gz else open(path, "rb") as f:
-                    yield from _parquet_chunks(f, path, cfg.field)  # type: ignore[arg-type]
+                    yield from chunks(f, path, cfg.field)  # type: ignore[arg-type]
             else:
                 binary: BinaryIO = io.BufferedReader(hashed, 1 << 18)  # type: ignore[assignment]
                 if gz:
@@ -359,7 +527,10 @@ def iter_pieces(cfg: DataConfig, stats: ReadStats | None = None, max_chars: int 
     if cfg.path is None:
         yield from _pieces(_default_chunks(stats), max_chars, stats)
         return
-    for path in list_sources(cfg.path):
+    if is_hub(cfg.path):
+        yield from _pieces(_hub_chunks(cfg, stats), max_chars, stats)
+        return
+    for path in list_sources(cfg.path, cfg.split):
         yield from _pieces(_file_chunks(path, cfg, max_chars, stats, require_text), max_chars, stats)
 
 
@@ -395,11 +566,15 @@ def default_documents() -> tuple[str, ...]:
 
 def stat_sources(cfg: DataConfig) -> list[dict]:
     """The (path, bytes, mtime_ns) a fresh read of the corpus (and of its separate validation and test
-    corpora) would record, from file metadata only."""
+    corpora) would record, from file metadata only; for an `hf:` corpus, its name, config, split and
+    revision (nothing is fetched)."""
     out = [{"path": DEFAULT_SOURCE}] if cfg.path is None else []
-    paths = [cfg.path, cfg.val_path, cfg.test_path]
-    for p in (f for path in paths if path is not None for f in list_sources(path)):
-        st = p.stat()
-        out.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
+    for path, split in ((cfg.path, cfg.split), (cfg.val_path, cfg.val_split), (cfg.test_path, cfg.test_split)):
+        if is_hub(path):
+            out.append(hub_source(path, split, cfg))  # type: ignore[arg-type]
+            continue
+        for p in list_sources(path, split) if path is not None else []:
+            st = p.stat()
+            out.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
     return out
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from lmforge.augment.stage import augmented_pieces
 from lmforge.config import Config, DataConfig
-from lmforge.corpora import DEFAULT_SOURCE, ReadStats, cut_pieces, iter_pieces, stat_sources
+from lmforge.corpora import DEFAULT_SOURCE, ReadStats, cut_pieces, is_hub, iter_pieces, stat_sources
 from lmforge.data.shards import (META_VERSION, PIECE_CHARS, ShardWriter, encode_pieces, is_current, prepared_dir,
                                  ranges, token_dtype)
 from lmforge.errors import ConfigError, DataError
@@ -98,6 +98,17 @@ def sample_evenly(texts: Iterable[str], corpus_bytes: int, budget: int) -> Itera
             yield text
 
 
+def first_bytes(texts: Iterable[str], budget: int) -> Iterator[str]:
+    """The texts up to about `budget` bytes: a streamed hf: corpus has no size to spread a sample over,
+    and reading all of a hub dataset to train a tokenizer may never end."""
+    taken = 0
+    for text in texts:
+        if taken >= budget:
+            return
+        taken += len(text.encode("utf-8", "surrogatepass"))
+        yield text
+
+
 @dataclass(frozen=True)
 class Partition:
     """Part `index` (from 0) of `count`: `lmforge prepare --partition I/N`."""
@@ -140,7 +151,9 @@ def _tokenizer(cfg: Config, progress: bool) -> Tokenizer:
     pieces = corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS)
     corpus_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data.model_copy(update={"val_path": None,
                                                                                       "test_path": None})))
-    texts = sample_evenly((piece for piece, _ in pieces), corpus_bytes, cfg.tokenizer.train_sample_bytes)
+    budget = cfg.tokenizer.train_sample_bytes
+    texts = (first_bytes((piece for piece, _ in pieces), budget) if is_hub(cfg.data.path)
+             else sample_evenly((piece for piece, _ in pieces), corpus_bytes, budget))
     first = next(texts, None)
     if first is None:
         raise DataError(f"{cfg.data.path or DEFAULT_SOURCE}: corpus is empty")
@@ -148,8 +161,9 @@ def _tokenizer(cfg: Config, progress: bool) -> Tokenizer:
 
 
 def _check_partitionable(cfg: Config) -> None:
-    if cfg.data.path is None:
-        raise ConfigError("--partition: the built-in corpus is one source; partition a corpus of several files")
+    if cfg.data.path is None or is_hub(cfg.data.path):
+        raise ConfigError("--partition: the built-in corpus and a hub dataset are one source each; partition a "
+                          "corpus of several files")
     if cfg.curate is not None or cfg.augment is not None:
         raise ConfigError("--partition: the recipe's curate or augment stage works across the whole corpus "
                           "(deduplication, sampling); run lmforge curate/augment first and prepare its output in parts")
@@ -181,8 +195,9 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True, par
         parts = [("train", cfg.data.model_copy(update={"path": path})) for path in partition.files(stat_sources(
             cfg.data.model_copy(update={"val_path": None, "test_path": None})))]
     if partition is None or partition.index == partition.count - 1:
-        parts += [(name, cfg.data.model_copy(update={"path": path}))
-                  for name, path in (("val", cfg.data.val_path), ("test", cfg.data.test_path)) if path]
+        parts += [(name, cfg.data.model_copy(update={"path": path, "split": split}))
+                  for name, path, split in (("val", cfg.data.val_path, cfg.data.val_split),
+                                            ("test", cfg.data.test_path, cfg.data.test_split)) if path]
     total_bytes = sum(s.get("bytes", 0) for _, part in parts for s in stat_sources(part.model_copy(update={
         "val_path": None, "test_path": None}))) or None
     target = out if partition is None else parts_dir(out) / partition.name

@@ -55,6 +55,14 @@ def _parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def _arrow(table: pa.Table, file_format: bool = False) -> bytes:
+    sink = pa.BufferOutputStream()
+    writer = (pa.ipc.new_file if file_format else pa.ipc.new_stream)(sink, table.schema)
+    writer.write_table(table, max_chunksize=8)
+    writer.close()
+    return sink.getvalue().to_pybytes()
+
+
 def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
@@ -131,6 +139,13 @@ def corpus_files() -> list[BadFile]:
     add("parquet", "gz-truncated", lambda: _half(_gzip(_parquet(table))), "", gz=True)
     add("parquet", "not-gzip", lambda: _parquet(table), "", gz=True)
     add("parquet", "no-rows", lambda: _parquet(table.slice(0, 0)), EMPTY)
+
+    add("arrow", "empty", lambda: b"", "not a readable Arrow IPC file")
+    add("arrow", "binary", lambda: _binary(), "not a readable Arrow IPC file")
+    add("arrow", "stream-truncated", lambda: _half(_arrow(table)), "unreadable Arrow IPC data")
+    add("arrow", "file-truncated", lambda: _half(_arrow(table, file_format=True)), "not a readable Arrow IPC file")
+    add("arrow", "no-text-column", lambda: _arrow(pa.table({"body": DOCS})), "no column 'text'")
+    add("arrow", "int-column", lambda: _arrow(pa.table({"text": list(range(40))})), "not strings")
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from badfiles import corpus_files, write
+from badfiles import DOCS, corpus_files, write
 from cli_checks import TINY, assert_one_line_error, invoke, leftovers
 
 
@@ -71,3 +71,46 @@ def test_a_bad_corpus_file_is_one_line_and_writes_nothing(verb, bad, trained_run
     if verb == "eval":
         now = (trained_run / "evals.jsonl").read_bytes() if (trained_run / "evals.jsonl").exists() else b""
         assert now == evals
+
+
+def _datasets_folder(kind: str, root: Path) -> tuple[str, str]:
+    """A `datasets` corpus that cannot be read, and what its one-line error says: (data.path, needle)."""
+    import datasets
+
+    folder = root / "ds"
+    datasets.Dataset.from_dict({"text": DOCS}).save_to_disk(str(folder))
+    if kind == "no-state-json":
+        (folder / "state.json").unlink()
+        return str(folder), f"{folder}: has dataset_info.json but no state.json"
+    if kind == "state-json-of-another-kind":  # lmforge's own checkpoints hold a state.json
+        (folder / "state.json").write_text(json.dumps({"step": 2, "rng": [1, 2]}))
+        return str(folder), f"{folder}: state.json is not a datasets save_to_disk state"
+    if kind == "no-such-split":
+        datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": DOCS})}).save_to_disk(str(root / "dd"))
+        return str(root / "dd"), f"{root / 'dd'}: no split 'train' in this DatasetDict folder"
+    if kind == "field-absent":
+        return str(folder), f"{folder / 'data-00000-of-00001.arrow'}: no column 'body'"
+    hub = root / "hub"  # hf-field-absent: a local folder streamed as hf:, offline
+    hub.mkdir()
+    (hub / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    return f"hf:{hub}", f"hf:{hub} (split 'train'): no field 'body'"
+
+
+DATASETS_CASES = [(verb, kind) for kind in ("no-state-json", "state-json-of-another-kind", "no-such-split",
+                                           "field-absent", "hf-field-absent") for verb in ("prepare", "clean")]
+
+
+@pytest.mark.parametrize("verb,kind", DATASETS_CASES, ids=[f"{v}:{k}" for v, k in DATASETS_CASES])
+def test_a_bad_datasets_corpus_is_one_line_and_writes_nothing(verb, kind, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    path, needle = _datasets_folder(kind, tmp_path)
+    field = ["data.field=body"] if kind.endswith("field-absent") else []
+    if verb == "prepare":
+        argv = ["prepare", f"data.path={path}", f"data.prepared_dir={work / 'prepared'}", *field, *TINY, "--no-progress"]
+    else:
+        argv = ["clean", path, work / "out.jsonl", *field, "--workers", "1", "--no-progress"]
+    code, _, err = invoke(*argv)
+    assert_one_line_error(code, err, needle)
+    # prepare's lock file (a zero-byte .prepared.lock) is all that may remain
+    assert [p.name for p in work.iterdir() if p.name != ".prepared.lock"] == [] and leftovers(tmp_path) == []

@@ -84,3 +84,48 @@ def test_bad_input_is_one_line_with_status_2(corpus, tmp_path, args, message):
     code, stdout, err = run(*(a.format(tmp=tmp_path, corpus=corpus) for a in args))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not list(tmp_path.glob("o.*"))
+
+
+def json_dataset(*paths):
+    import datasets
+
+    return datasets.load_dataset("json", data_files=[str(p) for p in paths], split="train")
+
+
+@pytest.mark.parametrize("source", ["save_to_disk", "hf"])
+def test_clean_and_curate_outputs_load_with_datasets_json(tmp_path, source):
+    import datasets
+
+    texts = [f"Document {i} says the   cat sat on mat number {i}." for i in range(30)]
+    ds = datasets.Dataset.from_dict({"text": texts, "label": [i % 3 for i in range(30)]})
+    if source == "save_to_disk":
+        ds.save_to_disk(str(tmp_path / "ds"))
+        src = tmp_path / "ds"
+    else:  # a folder load_dataset takes, streamed as hf:, offline
+        (tmp_path / "hub").mkdir()
+        ds.to_json(str(tmp_path / "hub" / "train.jsonl"))
+        src = f"hf:{tmp_path / 'hub'}"
+    code, _, err = run("clean", src, tmp_path / "clean.jsonl", "--no-progress", "--workers", "1")
+    assert code == 0, err
+    cleaned = json_dataset(tmp_path / "clean.jsonl")
+    mine = [json.loads(line) for line in (tmp_path / "clean.jsonl").read_text().splitlines()]
+    assert cleaned["text"] == [r["text"] for r in mine] == [" ".join(t.split()) for t in texts]
+    assert cleaned["label"] == ds["label"]  # the record's other fields ride along
+
+    code, _, err = run("curate", tmp_path / "clean.jsonl", tmp_path / "cur.jsonl", "quality=null",
+                       "val_fraction=0.2", "--no-progress", "--workers", "1")
+    assert code == 0, err
+    splits = [tmp_path / f"cur.{s}.jsonl" for s in ("train", "val") if (tmp_path / f"cur.{s}.jsonl").exists()]
+    curated = json_dataset(*splits)
+    mine = [json.loads(line) for p in splits for line in p.read_text().splitlines()]
+    assert curated["text"] == [r["text"] for r in mine] and sorted(curated["text"]) == sorted(cleaned["text"])
+    assert len(json_dataset(splits[1])) > 0  # both splits are datasets of their own
+
+
+def test_a_missing_field_of_a_datasets_folder_is_one_line(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"body": ["a b c"]}).save_to_disk(str(tmp_path / "ds"))
+    code, _, err = run("clean", tmp_path / "ds", tmp_path / "o.jsonl", "--no-progress", "--workers", "1")
+    assert code == 2 and "ds/data-00000-of-00001.arrow: no column 'text' (columns: body)" in err, err
+    assert len(err.strip().splitlines()) == 1 and not list(tmp_path.glob("o.*"))

@@ -206,7 +206,7 @@ def augment(source: str | Path, output: str | Path, cfg: AugmentConfig | None = 
         raise DataError(f"{output}: the output must be .jsonl: augmented rows carry their original's id and the "
                         f"method beside the text and the record's other fields")
     data = (data or DataConfig()).model_copy(update={"path": str(source)})
-    sources = list_sources(str(source))
+    sources = list_sources(str(source), data.split)
     names = [s for s, f in zip(SPLITS, (1.0, cfg.val_fraction, cfg.test_fraction)) if f] \
         if cfg.val_fraction or cfg.test_fraction else ["all"]
     outputs = {name: split_path(output, name) for name in names}

@@ -90,7 +90,7 @@ def run_files(command: str, source: str | Path, output: str | Path, data: DataCo
         raise DataError(f"partition {index} of {count}: needs 0 <= partition < num_partitions")
     output = Path(output)
     data = (data or DataConfig()).model_copy(update={"path": str(source)})
-    sources = list_sources(str(source))
+    sources = list_sources(str(source), data.split)  # none for an hf: dataset, whose size is unknown
     outputs = {split: split_path(output, split) for split in (curator.split_names() if curator else ["all"])}
     for path in outputs.values():
         check_writable(path)
@@ -102,7 +102,7 @@ def run_files(command: str, source: str | Path, output: str | Path, data: DataCo
     if count > 1:  # a first, reading-only pass counts the documents so that the slices are contiguous
         total = sum(doc.last for doc in read_docs(data, ReadStats(), Malformed(), max_chars))
         docs = partition_slice(iter(docs), count, index, total)
-    bar = Progress(stats, sum(p.stat().st_size for p in sources), f"{command} {source}", progress)
+    bar = Progress(stats, sum(p.stat().st_size for p in sources) or None, f"{command} {source}", progress)
     try:
         with ExitStack() as stack:
             writers = {split: stack.enter_context(DocWriter(path, data.field)) for split, path in outputs.items()}

@@ -1,8 +1,8 @@
 """Documents in and out of the text stages: records keep their fields, long texts come in pieces.
 
 `read_docs` reads any corpus the corpora readers take (a file, folder or glob of .txt, .jsonl, .csv/.tsv,
-.parquet, optionally .gz) as `Doc`s. A jsonl, csv or parquet record keeps its other fields (labels, ids),
-so they reach the output. A text longer than `max_chars` arrives as several pieces (`first`/`last`), so a
+.parquet, .arrow, optionally .gz; a datasets save_to_disk folder; an `hf:` dataset, streamed) as `Doc`s. A
+jsonl, csv, parquet, arrow or dataset record keeps its other fields (labels, ids), so they reach the output. A text longer than `max_chars` arrives as several pieces (`first`/`last`), so a
 100 MB line never has to be cleaned whole. Bad input is counted, never fatal: undecodable bytes become
 U+FFFD (`ReadStats.replaced_chars`), whitespace-only documents are skipped (`empty_documents`), a record
 that is not a JSON object or lacks the text field is skipped (`malformed_records`, with where).
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from lmforge.config import DataConfig
-from lmforge.corpora import ReadStats, cut_pieces, format_of, iter_pieces, list_sources, no_column, open_parquet
+from lmforge.corpora import (ReadStats, arrow_batches, cut_pieces, format_of, is_hub, iter_pieces, list_sources,
+                             no_column, open_hub, open_parquet)
 from lmforge.errors import DataError
 from lmforge.io import atomic_path
 
@@ -136,13 +137,40 @@ def _parquet_records(path: Path, name: str, stats: ReadStats) -> Iterator[tuple[
                 yield text, {k: v[i] for k, v in table.items()}
 
 
-def _records(path: Path, fmt: str, data: DataConfig, stats: ReadStats, bad: Malformed) -> Iterator[tuple[str, dict]]:
-    if fmt == "jsonl":
-        records = _jsonl_records(path, data.field, stats, bad)
+def _arrow_records(path: Path, name: str, stats: ReadStats) -> Iterator[tuple[object, dict]]:
+    with gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb") as f:
+        stats.bytes_read += os.path.getsize(path)
+        for batch in arrow_batches(f, path, name):  # type: ignore[arg-type]
+            yield from _table_records(batch.to_pydict(), name)
+
+
+def _table_records(table: dict, name: str) -> Iterator[tuple[object, dict]]:
+    texts = table.pop(name)
+    for i, text in enumerate(texts):
+        yield text, {k: v[i] for k, v in table.items()}
+
+
+def _hub_records(data: DataConfig, stats: ReadStats) -> Iterator[tuple[object, dict]]:
+    assert data.path is not None
+    batches, source = open_hub(data.path, data.split, data)
+    for batch in batches:
+        for text, fields in _table_records(batch, data.field):
+            stats.bytes_read += len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
+            yield text, fields
+    stats.sources.append(source)
+
+
+def _records(path: Path | str, fmt: str, data: DataConfig, stats: ReadStats, bad: Malformed) -> Iterator[tuple[str, dict]]:
+    if fmt == "hub":
+        records = _hub_records(data, stats)
+    elif fmt == "jsonl":
+        records = _jsonl_records(path, data.field, stats, bad)  # type: ignore[arg-type]
     elif fmt == "parquet":
-        records = _parquet_records(path, data.field, stats)
+        records = _parquet_records(path, data.field, stats)  # type: ignore[arg-type]
+    elif fmt == "arrow":
+        records = _arrow_records(path, data.field, stats)  # type: ignore[arg-type]
     else:
-        records = _csv_records(path, data.field, "\t" if fmt == "tsv" else ",", stats, bad)
+        records = _csv_records(path, data.field, "\t" if fmt == "tsv" else ",", stats, bad)  # type: ignore[arg-type]
     for n, (text, fields) in enumerate(records, 1):
         if text is None:
             text = ""  # a null field is an empty document, as in parquet
@@ -154,7 +182,7 @@ def _records(path: Path, fmt: str, data: DataConfig, stats: ReadStats, bad: Malf
             continue
         stats.documents += 1
         yield text, fields
-    stats.files += 1
+    stats.files += fmt != "hub"  # a streamed dataset is not a file
 
 
 def docs_of_pieces(pieces: Iterable[tuple[str, bool]]) -> Iterator[Doc]:
@@ -177,8 +205,10 @@ def docs_of_pieces(pieces: Iterable[tuple[str, bool]]) -> Iterator[Doc]:
 def read_docs(data: DataConfig, stats: ReadStats, bad: Malformed, max_chars: int) -> Iterator[Doc]:
     """The corpus at data.path as documents in pieces of at most max_chars characters (see the module doc)."""
     assert data.path is not None
-    for path in list_sources(data.path):
-        fmt = data.format if data.format != "auto" else (format_of(path) or "txt")
+    sources: list[tuple[Path | str, str]] = [(data.path, "hub")] if is_hub(data.path) else [
+        (path, data.format if data.format != "auto" else (format_of(path) or "txt"))
+        for path in list_sources(data.path, data.split)]
+    for path, fmt in sources:
         if fmt == "txt":
             one_file = data.model_copy(update={"path": str(path), "format": "txt"})
             yield from docs_of_pieces(iter_pieces(one_file, stats, max_chars, require_text=False))
