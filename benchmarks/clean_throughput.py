@@ -31,7 +31,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAX_PARAGRAPH = 1500  # longer paragraphs are cut, so that no shared paragraph makes two pages near duplicates
 
 
-def paragraphs() -> list[str]:
+def shared_paragraphs() -> list[str]:
+    """Paragraphs of real text from ../shared/data, in a fixed order (prepare_throughput.py builds on them too)."""
     wiki = "".join((SHARED / "wikitext-2" / "raw" / f"wiki.{s}.raw").read_text(encoding="utf-8") for s in ("valid", "test"))
     pool = [p.strip() for p in wiki.splitlines() if len(p.strip()) > 100 and not p.strip().startswith("=")]
     pool += [p.strip() for p in (SHARED / "tinyshakespeare" / "input.txt").read_text().split("\n\n") if len(p) > 100]
@@ -41,7 +42,11 @@ def paragraphs() -> list[str]:
     pool += [" ".join(sst[i:i + 6]) for i in range(0, len(sst), 6)]
     german = (SHARED / "mt" / "wmt17-en-de" / "newstest2017-ende-ref.de").read_text(encoding="utf-8").splitlines()
     pool += [" ".join(german[i:i + 5]) for i in range(0, len(german), 5)]
-    return [p[i:i + MAX_PARAGRAPH] for p in dict.fromkeys(pool) for i in range(0, len(p), MAX_PARAGRAPH)]
+    return pool
+
+
+def paragraphs() -> list[str]:
+    return [p[i:i + MAX_PARAGRAPH] for p in dict.fromkeys(shared_paragraphs()) for i in range(0, len(p), MAX_PARAGRAPH)]
 
 
 def page(paras: list[str], n: int) -> str:

@@ -36,22 +36,15 @@ import sys
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from clean_throughput import SHARED, shared_paragraphs
+
 PART_BYTES = 100_000_000
 # below prepare's 64 Ki-character pieces, so that the library's ids of a whole document are prepare's ids
 MAX_DOC_CHARS = 60_000
 
 
 def paragraphs() -> list[str]:
-    wiki = "".join((SHARED / "wikitext-2" / "raw" / f"wiki.{s}.raw").read_text(encoding="utf-8") for s in ("valid", "test"))
-    pool = [p.strip() for p in wiki.splitlines() if len(p.strip()) > 100 and not p.strip().startswith("=")]
-    pool += [p.strip() for p in (SHARED / "tinyshakespeare" / "input.txt").read_text().split("\n\n") if len(p) > 100]
-    squad = json.loads((SHARED / "squad" / "dev-v1.1.json").read_text())
-    pool += list(dict.fromkeys(p["context"] for a in squad["data"] for p in a["paragraphs"]))
-    sst = [line.split("\t")[0] for line in (SHARED / "sst2" / "train.tsv").read_text().splitlines()[1:]]
-    pool += [" ".join(sst[i:i + 6]) for i in range(0, len(sst), 6)]
-    german = (SHARED / "mt" / "wmt17-en-de" / "newstest2017-ende-ref.de").read_text(encoding="utf-8").splitlines()
-    pool += [" ".join(german[i:i + 5]) for i in range(0, len(german), 5)]
+    pool = shared_paragraphs()
     ptb = (SHARED / "ptb" / "ptb.train.txt").read_text().splitlines()
     pool += [" ".join(s.strip() for s in ptb[i:i + 8]) for i in range(0, len(ptb), 8)]
     return list(dict.fromkeys(pool))
