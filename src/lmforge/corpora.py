@@ -394,10 +394,10 @@ def default_documents() -> tuple[str, ...]:
 
 
 def stat_sources(cfg: DataConfig) -> list[dict]:
-    """The (path, bytes, mtime_ns) a fresh read of the corpus (and of its separate validation and test
-    corpora) would record, from file metadata only."""
-    out = [{"path": DEFAULT_SOURCE}] if cfg.path is None else []
-    paths = [cfg.path, cfg.val_path, cfg.test_path]
+    """The (path, bytes, mtime_ns) a fresh read of the corpus or of each of its mixture's sources (and of its
+    separate validation and test corpora) would record, from file metadata only."""
+    out = [{"path": DEFAULT_SOURCE}] if cfg.path is None and not cfg.sources else []
+    paths = [cfg.path, *(s.path for s in cfg.sources or ()), cfg.val_path, cfg.test_path]
     for p in (f for path in paths if path is not None for f in list_sources(path)):
         st = p.stat()
         out.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
