@@ -297,7 +297,9 @@ def _finish(tmp: Path, cfg: Config, tokenizer: Tokenizer, shards: list[dict], bo
         **({"mixture": mixture} if mixture else {}),
         **counts,
         "sources": sources,
-        "config": {"data": cfg.data.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
+        # sources only when set, so that the meta.json of one corpus stays as it was
+        "config": {"data": cfg.data.model_dump(mode="json", exclude=set() if cfg.data.sources else {"sources"}),
+                   "tokenizer": cfg.tokenizer.model_dump(mode="json")},
     })
 
 
