@@ -33,17 +33,23 @@ class SourceConfig(Section):
     path: str = Field(..., description="this source's corpus: a file, a folder or a glob (the formats of data.path)")
     weight: float = Field(..., description="this source's share of the training windows, relative to the other sources' weights (> 0)")
     field: str | None = Field(None, description="the jsonl field or csv/tsv/parquet column that holds the text; empty = data.field")
-    name: str | None = Field(None, description="the name its validation loss (val_loss/<name>) and epochs (epochs/<name>) are logged under; empty = the file or folder name without extensions")
+    name: str | None = Field(None, description="the name its validation loss (val_loss/<name>) and epochs (epochs/<name>) are logged under; empty = the file or folder name without extensions (of a glob, its folder's)")
 
     @model_validator(mode="after")
     def _named_and_weighted(self) -> "SourceConfig":
-        if self.name is None:
-            base = Path(self.path.rstrip("/\\")).name
-            self.name = base.split(".", 1)[0] or base
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
-            raise ValueError(f"source {self.name!r}: a name is letters, digits, '_', '.' and '-' (it names a metric)")
+        name = self.name
+        if name is None:  # the file or folder name without extensions; of a glob, the folder it is in
+            parts = [p for p in Path(self.path).parts if not any(c in p for c in "*?[")]
+            base = parts[-1] if parts else ""
+            name = base.split(".", 1)[0] or base
+            if not name:
+                raise ValueError(f"source {self.path!r}: no file or folder name to call it by; give it a name")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"source {name!r}: a name is letters, digits, '_', '.' and '-' (it names a metric)")
         if not (self.weight > 0 and math.isfinite(self.weight)):
-            raise ValueError(f"source {self.name!r}: weight must be a positive number, got {self.weight}")
+            raise ValueError(f"source {name!r}: weight must be a positive number, got {self.weight}")
+        if self.name is None:  # validated again on assignment, now with its name
+            self.name = name
         return self
 
 
