@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,19 @@ def test_speedrun_recipes_keep_the_references_data_and_validation():
     # the long recipe is the same model trained for longer
     assert long.model == fast.model and long.schedule == fast.schedule
     assert long.train.max_steps > fast.train.max_steps
+
+
+def test_mixture_sources_are_named_after_their_files_and_checked():
+    cfg = load_config(None, ["data.sources=[{path: a/wiki.train.txt, weight: 1}, {path: web/*.jsonl.gz, weight: 2},"
+                             " {path: books/, weight: 0.5, field: body, name: library}]"])
+    assert [(s.name, s.weight, s.field) for s in cfg.data.sources] == [("wiki", 1, None), ("web", 2, None),
+                                                                      ("library", 0.5, "body")]
+    assert cfg.data.of_source(cfg.data.sources[2]).field == "body" and cfg.data.of_source(cfg.data.sources[0]).field == "text"
+    for sources, message in [("[]", "give at least one source"),
+                             ("[{path: '*.txt', weight: 1}]", "source '*.txt': no file or folder name"),
+                             ("[{path: a.txt, weight: 1, name: 'a b'}]", "source 'a b': a name is letters"),
+                             ("[{path: a.txt, weight: .nan}]", "source 'a': weight must be a positive number"),
+                             ("[{path: a.txt, weight: 1, colour: red}]", "data.sources.0.colour: unknown key")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(None, [f"data.sources={sources}"])
+    assert "sources" in describe(cfg) and "library" in describe(cfg)  # config show renders the list

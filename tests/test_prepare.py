@@ -280,3 +280,82 @@ def test_an_hf_corpus_trains_its_tokenizer_on_its_first_sample_bytes(tmp_path, m
                              "tokenizer.kind=char", "tokenizer.train_sample_bytes=100"])
     vocab = set(load_prepared(prepare(cfg, progress=False)).tokenizer.decode(list(range(2, 10))))
     assert {"a", "b"} <= vocab and not {"x", "y", "z"} & vocab  # the stream's size is unknown: its start is the sample
+
+
+MIXED_DOCS = [d.strip() for d in DOCS]
+
+
+def mixture(tmp_path: Path, *overrides: str, weights=(3, 1), field: str = "body") -> Config:
+    """A mixture of a .txt source (a line per document) and a .jsonl source whose text is in `field`."""
+    (tmp_path / "a.txt").write_text("".join(d + "\n" for d in MIXED_DOCS[:120]))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"body": d.upper()}) + "\n" for d in MIXED_DOCS[120:]))
+    sources = (f"[{{path: {tmp_path / 'a.txt'}, weight: {weights[0]}}}, "
+               f"{{path: {tmp_path / 'b.jsonl'}, weight: {weights[1]}, field: {field}, name: shouty}}]")
+    return load_config(None, [f"data.sources={sources}", "data.txt_documents=line", "tokenizer.kind=char",
+                              f"data.prepared_dir={tmp_path / 'prepared'}", "data.shard_tokens=1024", *overrides])
+
+
+def test_mixture_sources_share_the_shards_and_each_holds_out_its_own_validation(tmp_path):
+    cfg = mixture(tmp_path)
+    data = load_prepared(prepare(cfg, progress=False))
+    tok, meta = data.tokenizer, data.meta
+    assert data.mixture == {"a": 3.0, "shouty": 1.0}
+    assert [s["path"] for s in meta["sources"]] == [str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl")]
+    streams = {"a": [t for d in MIXED_DOCS[:120] for t in tok.encode(d + "\n") + [tok.eod_id]],  # a line keeps its end
+               "shouty": [t for d in MIXED_DOCS[120:] for t in tok.encode(d.upper()) + [tok.eod_id]]}
+    for name, stream in streams.items():
+        train, val = (np.concatenate(data.source_split(name, split)).tolist() for split in ("train", "val"))
+        cut = int(len(stream) * (1 - cfg.data.val_fraction))  # the source's own last val_fraction
+        assert train == stream[:cut] and val == stream[cut:]
+    # the splits every other reader uses are the union of the sources', in order
+    for split in ("train", "val"):
+        union = np.concatenate(data.split(split)).tolist()
+        assert union == sum((np.concatenate(data.source_split(n, split)).tolist() for n in streams), [])
+    assert ensure_prepared(cfg, progress=False) == data.path  # current: reused
+    (tmp_path / "b.jsonl").write_text((tmp_path / "b.jsonl").read_text() + json.dumps({"body": "more"}) + "\n")
+    from lmforge.data.shards import is_current
+    assert not is_current(data.path, cfg)  # a source changed: stale
+
+
+def test_mixture_settings_decide_the_data_key_and_one_corpus_keeps_its_key(tmp_path):
+    cfg = mixture(tmp_path)
+    assert cfg.data_key() != mixture(tmp_path, weights=(1, 1)).data_key()
+    assert cfg.data_key() != mixture(tmp_path, field="text").data_key()
+    assert Config().data_key() == "3e517cf7803c"  # recipes without data.sources keep their keys (and shards)
+
+
+def test_mixture_bad_input_is_one_line_and_leaves_nothing(tmp_path):
+    from cli_checks import assert_one_line_error, invoke, leftovers
+
+    cfg = mixture(tmp_path)
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(json.dumps({"data": cfg.data.model_dump(mode="json", exclude_none=True),
+                                  "tokenizer": {"kind": "char"}}))
+    for overrides, needle in [
+            (["data.sources=[{path: x.txt, weight: 0}]"], "data.sources.0: source 'x': weight must be a positive number, got 0"),
+            (["data.sources=[{path: x.txt, weight: -1, name: web}]"], "source 'web': weight must be a positive number"),
+            ([f"data.sources=[{{path: {tmp_path / 'gone.txt'}, weight: 1}}]"], f"{tmp_path / 'gone.txt'}: no such file"),
+            ([f"data.sources=[{{path: {tmp_path / 'a.txt'}, weight: 1}}, {{path: {tmp_path / 'b.jsonl'}, weight: 1, field: title}}]"],
+             f"data.sources 'b': {tmp_path / 'b.jsonl'} line 1: no field 'title'")]:
+        code, _, err = invoke("prepare", recipe, *overrides)
+        assert_one_line_error(code, err, needle)
+        assert not (tmp_path / "prepared").exists() and not leftovers(tmp_path)
+
+
+def test_mixture_recipes_refused_where_they_cannot_work(tmp_path):
+    with pytest.raises(ConfigError, match="data.path and data.sources"):
+        mixture(tmp_path, f"data.path={tmp_path / 'a.txt'}")
+    with pytest.raises(ConfigError, match="data.val_path: each of data.sources holds out its own"):
+        mixture(tmp_path, f"data.val_path={tmp_path / 'a.txt'}")
+    with pytest.raises(ConfigError, match="two sources are named 'a'"):
+        load_config(None, ["data.sources=[{path: x/a.txt, weight: 1}, {path: y/a.jsonl, weight: 1}]"])
+    with pytest.raises(ConfigError, match=r"data.sources: a recurrent model \(lstm\)"):
+        mixture(tmp_path, "model.arch=lstm")
+    with pytest.raises(ConfigError, match="--partition: a mixture of data.sources is prepared whole"):
+        from lmforge.prepare import Partition
+        prepare(mixture(tmp_path), progress=False, partition=Partition(0, 2))
+    cfg = mixture(tmp_path)
+    (tmp_path / "b.jsonl").write_text(json.dumps({"body": "x"}) + "\n")  # 2 tokens: x and end-of-document
+    with pytest.raises(DataError, match="data.sources 'shouty': the train split has 1 tokens"):
+        prepare(cfg, progress=False)
+    assert not (tmp_path / "prepared").exists()

@@ -138,6 +138,9 @@ def prepare(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = 
     splits = ", ".join(f"{sum(end - start for _, start, end in ranges):,} {name}" for name, ranges in meta["splits"].items())
     typer.echo(f"prepared {data.path}: {meta['total_tokens']:,} tokens ({splits}), "
                f"vocabulary {meta['vocab_size']:,}, {meta['documents']:,} documents")
+    for name, weight in data.mixture.items():  # a mixture of data.sources: each source's own splits
+        own = ", ".join(f"{sum(map(len, data.source_split(name, split))):,} {split}" for split in ("train", "val"))
+        typer.echo(f"  source {name}: weight {weight:g}, {own} tokens")
 
 
 @app.command()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -23,6 +25,32 @@ class Section(BaseModel):
 
 
 SectionT = TypeVar("SectionT", bound=Section)
+
+
+class SourceConfig(Section):
+    """One corpus of a weighted mixture (data.sources): read with the data section's format settings."""
+
+    path: str = Field(..., description="this source's corpus: a file, a folder or a glob (the formats of data.path)")
+    weight: float = Field(..., description="this source's share of the training windows, relative to the other sources' weights (> 0)")
+    field: str | None = Field(None, description="the jsonl field or csv/tsv/parquet column that holds the text; empty = data.field")
+    name: str | None = Field(None, description="the name its validation loss (val_loss/<name>) and epochs (epochs/<name>) are logged under; empty = the file or folder name without extensions (of a glob, its folder's)")
+
+    @model_validator(mode="after")
+    def _named_and_weighted(self) -> "SourceConfig":
+        name = self.name
+        if name is None:  # the file or folder name without extensions; of a glob, the folder it is in
+            parts = [p for p in Path(self.path).parts if not any(c in p for c in "*?[")]
+            base = parts[-1] if parts else ""
+            name = base.split(".", 1)[0] or base
+            if not name:
+                raise ValueError(f"source {self.path!r}: no file or folder name to call it by; give it a name")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"source {name!r}: a name is letters, digits, '_', '.' and '-' (it names a metric)")
+        if not (self.weight > 0 and math.isfinite(self.weight)):
+            raise ValueError(f"source {name!r}: weight must be a positive number, got {self.weight}")
+        if self.name is None:  # validated again on assignment, now with its name
+            self.name = name
+        return self
 
 
 class DataConfig(Section):
@@ -42,6 +70,27 @@ class DataConfig(Section):
     shard_tokens: int = Field(2**26, ge=1024, description="tokens per shard file")
     encode_batch_bytes: int = Field(1 << 22, ge=1024, description="text encoded per batch on all cores (bounds memory while preparing)")
     encoder: Literal["auto", "tokenizers"] = Field("auto", description="what encodes the corpus: auto = tiktoken for a byte-level BPE whose ids it gives exactly (checked on the merges), a code-point lookup table for a char tokenizer (both several times faster), else tokenizers; tokenizers = always the reference library. The tokens are the same either way")
+    sources: list[SourceConfig] | None = Field(None, description="a weighted mixture of corpora instead of data.path: [{path, weight, field, name}]; training windows are drawn from each in proportion to its weight, each holds out its own last data.val_fraction for validation, logged per source")
+
+    @model_validator(mode="after")
+    def _one_corpus(self) -> "DataConfig":
+        if self.sources is None:
+            return self
+        if not self.sources:
+            raise ValueError("data.sources: give at least one source, or leave it empty for data.path")
+        if self.path is not None:
+            raise ValueError("data.path and data.sources: a recipe reads one corpus or a mixture of sources, not both")
+        if self.val_path is not None:
+            raise ValueError("data.val_path: each of data.sources holds out its own last data.val_fraction for validation")
+        names = [s.name for s in self.sources]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"data.sources: two sources are named {twice[0]!r}; give each a distinct name")
+        return self
+
+    def of_source(self, source: SourceConfig) -> "DataConfig":
+        """The data settings that read one source: its path and field, the format settings of this section."""
+        return self.model_copy(update={"path": source.path, "field": source.field or self.field, "sources": None,
+                                       "val_path": None, "test_path": None})
 
 
 _DATASET_FIELDS = ("split", "val_split", "test_split", "hf_config", "hf_revision")
@@ -484,6 +533,18 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _mixture_fits(self) -> "Config":
+        if self.data.sources is None:
+            return self
+        if isinstance(self.model, RNNConfig):
+            raise ValueError(f"data.sources: a recurrent model ({self.model.arch}) reads its training split in order "
+                             "(truncated BPTT), while a mixture draws random windows by weight; use gpt, ffnn or encoder")
+        if self.augment is not None:
+            raise ValueError("augment: prepare augments one training corpus with a separate data.val_path; augment "
+                             "each source with lmforge augment first and mix the outputs")
+        return self
+
+    @model_validator(mode="after")
     def _encoder_needs_mask_token(self) -> "Config":
         if isinstance(self.model, EncoderConfig) and not self.tokenizer.mask_token:
             self.tokenizer.mask_token = True
@@ -503,9 +564,11 @@ class Config(Section):
         tokenizer = self.tokenizer.model_dump(exclude=set() if self.tokenizer.mask_token else {"mask_token"})
         # under its old name, so that the keys (and shards) of every recipe stay as they were
         tokenizer["train_max_bytes"] = tokenizer.pop("train_sample_bytes")
-        # the dataset-split and hub fields only when set, so that recipes without them keep their keys (and shards)
+        # the dataset-split, hub and sources fields only when set, so that recipes without them keep their keys
+        # (and shards)
         unset = {name for name in _DATASET_FIELDS if getattr(self.data, name) == DataConfig.model_fields[name].default}
-        payload = {"data": self.data.model_dump(exclude={"prepared_dir", "encode_batch_bytes", "encoder"} | unset), "tokenizer": tokenizer}
+        exclude = {"prepared_dir", "encode_batch_bytes", "encoder"} | unset | (set() if self.data.sources else {"sources"})
+        payload = {"data": self.data.model_dump(exclude=exclude), "tokenizer": tokenizer}
         # only when set, so recipes without text stages keep the keys (and shards) they had
         payload.update({name: stage.model_dump() for name in ("clean", "curate", "augment")
                         if (stage := getattr(self, name)) is not None})
@@ -614,6 +677,8 @@ def describe(config: BaseModel, indent: int = 0) -> str:
             continue
         if isinstance(value, tuple):
             value = list(value)
+        if isinstance(value, list) and any(isinstance(v, BaseModel) for v in value):
+            value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
         rendered = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
         rendered = rendered.removesuffix("\n...").removesuffix("...").strip()
         comment = f"  # {info.description}" if info.description else ""

@@ -565,11 +565,12 @@ def default_documents() -> tuple[str, ...]:
 
 
 def stat_sources(cfg: DataConfig) -> list[dict]:
-    """The (path, bytes, mtime_ns) a fresh read of the corpus (and of its separate validation and test
-    corpora) would record, from file metadata only; for an `hf:` corpus, its name, config, split and
-    revision (nothing is fetched)."""
-    out = [{"path": DEFAULT_SOURCE}] if cfg.path is None else []
-    for path, split in ((cfg.path, cfg.split), (cfg.val_path, cfg.val_split), (cfg.test_path, cfg.test_split)):
+    """The (path, bytes, mtime_ns) a fresh read of the corpus or of each of its mixture's sources (and of its
+    separate validation and test corpora) would record, from file metadata only; for an `hf:` corpus, its name,
+    config, split and revision (nothing is fetched)."""
+    out = [{"path": DEFAULT_SOURCE}] if cfg.path is None and not cfg.sources else []
+    for path, split in ((cfg.path, cfg.split), *((s.path, cfg.split) for s in cfg.sources or ()),
+                        (cfg.val_path, cfg.val_split), (cfg.test_path, cfg.test_split)):
         if is_hub(path):
             out.append(hub_source(path, split, cfg))  # type: ignore[arg-type]
             continue

@@ -144,15 +144,35 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
+def training_corpora(data: DataConfig) -> list[tuple[str | None, DataConfig]]:
+    """The training corpora of a recipe as (source name, data settings that read it): data.path alone (name
+    None), or each of data.sources in order."""
+    if data.sources is None:
+        return [(None, data.model_copy(update={"val_path": None, "test_path": None}))]
+    return [(source.name, data.of_source(source)) for source in data.sources]
+
+
+def _named(source: str | None, pieces: Iterator[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
+    """A corpus's pieces; for a source of a mixture, its bad input is reported under the source's name."""
+    try:
+        yield from pieces
+    except DataError as e:
+        if source is None:
+            raise
+        raise DataError(f"data.sources {source!r}: {e}") from None
+
+
 def _tokenizer(cfg: Config, progress: bool) -> Tokenizer:
-    """tokenizer.path, or a tokenizer trained on a sample spread evenly over the whole training corpus."""
+    """tokenizer.path, or a tokenizer trained on a sample spread evenly over the whole training corpus (every
+    source of a mixture, by bytes, not by weight)."""
     if cfg.tokenizer.path:
         return Tokenizer.load(cfg.tokenizer.path)
-    pieces = corpus_pieces(cfg, cfg.data, ReadStats(), PIECE_CHARS)
-    corpus_bytes = sum(s.get("bytes", 0) for s in stat_sources(cfg.data.model_copy(update={"val_path": None,
-                                                                                      "test_path": None})))
+    corpora = training_corpora(cfg.data)
+    pieces = itertools.chain.from_iterable(_named(name, corpus_pieces(cfg, data, ReadStats(), PIECE_CHARS))
+                                           for name, data in corpora)
+    corpus_bytes = sum(s.get("bytes", 0) for _, data in corpora for s in stat_sources(data))
     budget = cfg.tokenizer.train_sample_bytes
-    texts = (first_bytes((piece for piece, _ in pieces), budget) if is_hub(cfg.data.path)
+    texts = (first_bytes((piece for piece, _ in pieces), budget) if any(is_hub(data.path) for _, data in corpora)
              else sample_evenly((piece for piece, _ in pieces), corpus_bytes, budget))
     first = next(texts, None)
     if first is None:
@@ -161,6 +181,8 @@ def _tokenizer(cfg: Config, progress: bool) -> Tokenizer:
 
 
 def _check_partitionable(cfg: Config) -> None:
+    if cfg.data.sources is not None:
+        raise ConfigError("--partition: a mixture of data.sources is prepared whole; partition one corpus of many files")
     if cfg.data.path is None or is_hub(cfg.data.path):
         raise ConfigError("--partition: the built-in corpus and a hub dataset are one source each; partition a "
                           "corpus of several files")
@@ -184,41 +206,48 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True, par
         _check_partitionable(cfg)
     elif parts_dir(out).is_dir():
         return merge_parts(cfg, out)
-    where = cfg.data.path or DEFAULT_SOURCE
+    where = cfg.data.path or ("data.sources" if cfg.data.sources else DEFAULT_SOURCE)
     progress = progress and sys.stderr.isatty()  # bars would only clutter logs and pipes
     tokenizer = _tokenizer(cfg, progress)
 
     stats = ReadStats()
-    # the corpus, then any separate validation and test corpora, one after another in the same shards
-    parts = [("train", cfg.data)]
+    # the corpus (or each source of a mixture, named), then any separate validation and test corpora, one after
+    # another in the same shards
+    parts: list[tuple[str, DataConfig, str | None]] = [("train", cfg.data, None)]
+    if cfg.data.sources is not None:
+        parts = [("train", data, name) for name, data in training_corpora(cfg.data)]
     if partition is not None:
-        parts = [("train", cfg.data.model_copy(update={"path": path})) for path in partition.files(stat_sources(
+        parts = [("train", cfg.data.model_copy(update={"path": path}), None) for path in partition.files(stat_sources(
             cfg.data.model_copy(update={"val_path": None, "test_path": None})))]
     if partition is None or partition.index == partition.count - 1:
-        parts += [(name, cfg.data.model_copy(update={"path": path, "split": split}))
+        parts += [(name, cfg.data.model_copy(update={"path": path, "split": split, "sources": None}), None)
                   for name, path, split in (("val", cfg.data.val_path, cfg.data.val_split),
                                             ("test", cfg.data.test_path, cfg.data.test_split)) if path]
-    total_bytes = sum(s.get("bytes", 0) for _, part in parts for s in stat_sources(part.model_copy(update={
+    total_bytes = sum(s.get("bytes", 0) for _, part, _ in parts for s in stat_sources(part.model_copy(update={
         "val_path": None, "test_path": None}))) or None
     target = out if partition is None else parts_dir(out) / partition.name
     with atomic_dir(target) as tmp:
         writer = ShardWriter(tmp, cfg.data.shard_tokens)
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"encoding {where}", disable=not progress)
         bounds: dict[str, list[int]] = {}
+        source_bounds: dict[str, list[int]] = {}  # a mixture's sources, each [start, end] of the stream
         try:
-            for name, part in parts:
+            for name, part, source in parts:
                 documents = stats.documents
                 start = writer.total
                 # corpus_pieces runs the recipe's clean and curate stages, if it names them
-                pieces = corpus_pieces(cfg, part, stats, PIECE_CHARS)
+                pieces = _named(source, corpus_pieces(cfg, part, stats, PIECE_CHARS))
                 if name == "train" and cfg.augment is not None:  # the training corpus only
                     pieces = augmented_pieces(cfg, pieces, tmp, PIECE_CHARS, progress)
                 for tokens in encode_pieces(tokenizer, pieces, cfg.data.encode_batch_bytes, cfg.data.encoder):
                     writer.write(tokens)
                     bar.update(stats.bytes_read - bar.n)
                 if stats.documents == documents and (partition is None or name != "train"):
-                    raise DataError(f"{part.path or where}: corpus is empty")  # a part's one file may be empty
+                    # a part's one file may be empty
+                    raise DataError(f"{f'data.sources {source!r}: ' if source else ''}{part.path or where}: corpus is empty")
                 bounds[name] = [bounds.get(name, [start])[0], writer.total]
+                if source is not None:
+                    source_bounds[source] = [start, writer.total]
         finally:
             writer.close()
             bar.close()
@@ -231,23 +260,44 @@ def prepare(cfg: Config, out_dir: Path | None = None, progress: bool = True, par
                 "tokenizer_sha256": tokenizer.sha256, "shards": writer.shards, "total_tokens": writer.total,
                 "bounds": bounds, **counts, "sources": stats.sources})
         else:
-            _finish(tmp, cfg, tokenizer, writer.shards, bounds, counts, stats.sources)
+            _finish(tmp, cfg, tokenizer, writer.shards, bounds, counts, stats.sources, source_bounds)
     return target
 
 
+def _held_out(lo: int, hi: int, val_fraction: float) -> dict[str, list[int]]:
+    """nanoGPT's convention: the last val_fraction of tokens lo..hi is validation, the rest training."""
+    cut = lo + int((hi - lo) * (1 - val_fraction))
+    return {"train": [lo, cut], "val": [cut, hi]}
+
+
 def _finish(tmp: Path, cfg: Config, tokenizer: Tokenizer, shards: list[dict], bounds: dict[str, list[int]],
-            counts: dict[str, int], sources: list[dict]) -> None:
-    """Write a prepared directory's tokenizer.json and meta.json, once its shards are in `tmp`."""
-    where = cfg.data.path or DEFAULT_SOURCE
+            counts: dict[str, int], sources: list[dict], source_bounds: dict[str, list[int]] | None = None) -> None:
+    """Write a prepared directory's tokenizer.json and meta.json, once its shards are in `tmp`. A mixture's
+    sources (`source_bounds`) each hold out their own last val_fraction; the train and val splits are then the
+    union of the sources' (in order), and meta.json's "mixture" gives each source's weight and splits."""
+    where = cfg.data.path or ("data.sources" if cfg.data.sources else DEFAULT_SOURCE)
     total = sum(s["tokens"] for s in shards)
-    if "val" not in bounds:  # nanoGPT's convention: the last val_fraction of the stream
-        n = bounds["train"][1]
-        n_train = int(n * (1 - cfg.data.val_fraction))
-        bounds["train"], bounds["val"] = [0, n_train], [n_train, n]
-    for split, (lo, hi) in bounds.items():
-        if hi - lo < 2:
-            raise DataError(f"{where}: the {'validation' if split == 'val' else split} split has {hi - lo} "
-                            f"tokens of {total} (data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
+    per_source = {name: _held_out(lo, hi, cfg.data.val_fraction) for name, (lo, hi) in (source_bounds or {}).items()}
+    if "val" not in bounds and not per_source:
+        bounds.update(_held_out(*bounds["train"], cfg.data.val_fraction))
+    checked = [(where, bounds)] if not per_source else [(f"data.sources {n!r}", b) for n, b in per_source.items()]
+    if per_source and "test" in bounds:
+        checked.append((where, {"test": bounds["test"]}))
+    for what, spans in checked:
+        for split, (lo, hi) in spans.items():
+            if hi - lo < 2:
+                raise DataError(f"{what}: the {'validation' if split == 'val' else split} split has {hi - lo} "
+                                f"tokens of {total} (data.val_fraction={cfg.data.val_fraction}); it needs at least 2")
+    splits = {name: ranges(shards, lo, hi) for name, (lo, hi) in bounds.items()}
+    mixture = {}
+    if per_source:
+        weights = {s.name: s.weight for s in cfg.data.sources or ()}
+        mixture = {name: {"weight": weights[name], "splits": {split: ranges(shards, lo, hi)
+                                                              for split, (lo, hi) in spans.items()}}
+                   for name, spans in per_source.items()}
+        splits = {"train": [r for m in mixture.values() for r in m["splits"]["train"]],
+                  "val": [r for m in mixture.values() for r in m["splits"]["val"]],
+                  **{k: v for k, v in splits.items() if k == "test"}}
     tokenizer.save(tmp / "tokenizer.json")
     atomic_write_json(tmp / "meta.json", {
         "version": META_VERSION,
@@ -258,10 +308,13 @@ def _finish(tmp: Path, cfg: Config, tokenizer: Tokenizer, shards: list[dict], bo
         "eod_id": tokenizer.eod_id,
         "shards": shards,
         "total_tokens": total,
-        "splits": {name: ranges(shards, lo, hi) for name, (lo, hi) in bounds.items()},
+        "splits": splits,
+        **({"mixture": mixture} if mixture else {}),
         **counts,
         "sources": sources,
-        "config": {"data": cfg.data.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
+        # sources only when set, so that the meta.json of one corpus stays as it was
+        "config": {"data": cfg.data.model_dump(mode="json", exclude=set() if cfg.data.sources else {"sources"}),
+                   "tokenizer": cfg.tokenizer.model_dump(mode="json")},
     })
 
 

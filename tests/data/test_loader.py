@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmforge.data.loader import RandomWindows, StreamWindows, eval_batches, stream_eval_batches
+from lmforge.data.loader import MixtureWindows, RandomWindows, StreamWindows, eval_batches, stream_eval_batches
 from lmforge.errors import DataError
 
 
@@ -41,6 +41,66 @@ def test_state_dict_resumes_the_same_stream():
 def test_too_short_split_names_block_size():
     with pytest.raises(DataError, match="block_size=64"):
         RandomWindows([np.arange(50, dtype=np.uint16)], 64, 4, seed=0)
+
+
+def mixture_sources() -> dict:
+    """Three sources told apart by their token ids (a: 0.., b: 10000.., c: 20000..), weighted 3 : 1 : 0.5."""
+    return {"a": ([np.arange(0, 400, dtype=np.uint16), np.arange(400, 1000, dtype=np.uint16)], 3.0),
+            "b": ([np.arange(10000, 10500, dtype=np.uint16)], 1.0),
+            "c": ([np.arange(20000, 20300, dtype=np.uint16)], 0.5)}
+
+
+def source_of(x: torch.Tensor) -> np.ndarray:
+    return (x[:, 0] // 10000).numpy()
+
+
+@pytest.mark.parametrize("micro_batch_size", [1, 7, 64])
+def test_mixture_proportions_are_within_2_percent_of_the_weights_over_10k_windows(micro_batch_size):
+    loader = MixtureWindows(mixture_sources(), block_size=16, micro_batch_size=micro_batch_size, seed=0)
+    drawn = []
+    while len(drawn) < 10_000:
+        x, y = loader.next_batch()
+        assert torch.equal(x[:, 1:], y[:, :-1]) and torch.equal(y[:, -1] - x[:, -1], torch.ones(len(x), dtype=torch.int64))
+        assert (x // 10000 == x[:, :1] // 10000).all()  # a window never leaves its source
+        drawn.extend(source_of(x))
+    shares = np.bincount(drawn[:10_000], minlength=3) / 10_000
+    assert np.allclose(shares, np.array([3, 1, 0.5]) / 4.5, rtol=0.02)  # within 2 % of each source's share
+    epochs = loader.epochs()
+    assert epochs["b"] == pytest.approx(loader.drawn[1] * 16 / 500) and set(epochs) == {"a", "b", "c"}
+
+
+def test_mixture_windows_cover_each_source_and_are_shuffled_over_rows():
+    loader = MixtureWindows(mixture_sources(), block_size=16, micro_batch_size=4, seed=1)
+    batches = [loader.next_batch()[0] for _ in range(300)]
+    firsts = {int(source_of(x)[0]) for x in batches}
+    assert firsts == {0, 1, 2}  # the first row (what batch warm-up keeps) is not always one source
+    starts = torch.cat([x[:, 0] for x in batches])
+    a = starts[starts < 1000]
+    assert (a < 400 - 16).any() and (a >= 400).any()  # both of a's segments
+    assert a.max() <= 1000 - 17 and starts[starts >= 20000].max() <= 20300 - 17  # windows end inside their segment
+
+
+def test_mixture_ranks_split_the_global_batch_and_state_resumes_exactly():
+    whole = MixtureWindows(mixture_sources(), 16, 6, seed=3)
+    halves = [MixtureWindows(mixture_sources(), 16, 3, seed=3, rank=r, world_size=2) for r in range(2)]
+    for _ in range(4):
+        x, _ = whole.next_batch()
+        assert torch.equal(x, torch.cat([h.next_batch()[0] for h in halves]))
+    state = whole.state_dict()
+    expected = [whole.next_batch()[0] for _ in range(5)]
+    fresh = MixtureWindows(mixture_sources(), 16, 6, seed=99)
+    fresh.load_state_dict(state)
+    assert all(torch.equal(e, fresh.next_batch()[0]) for e in expected)
+    assert fresh.drawn == whole.drawn and fresh.epochs() == whole.epochs()
+    other = MixtureWindows({k: v for k, v in mixture_sources().items() if k != "c"}, 16, 6, seed=3)
+    with pytest.raises(DataError, match="mixture has sources a, b, c; this recipe's data.sources are a, b"):
+        other.load_state_dict(state)
+
+
+def test_mixture_source_too_short_is_named():
+    sources = {**mixture_sources(), "tiny": ([np.arange(30000, 30010, dtype=np.uint16)], 1.0)}
+    with pytest.raises(DataError, match="source 'tiny'.*block_size=16"):
+        MixtureWindows(sources, 16, 4, seed=0)
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])

@@ -198,3 +198,39 @@ def test_activation_checkpointing_needs_blocks(tiny_corpus, tmp_path):
                           "model.hidden_size=16", "train.activation_checkpointing=true", "--run-dir", tmp_path / "r")
     assert_one_line_error(code, err, "train.activation_checkpointing: the ffnn model has no blocks to recompute")
     assert not (tmp_path / "r").exists()
+
+
+def mixture_overrides(tiny_corpus, tmp_path) -> list[str]:
+    """The tiny corpus mixed 3 : 1 with a second source of other words, in a jsonl field."""
+    other = tmp_path / "other.jsonl"
+    words = "a quick brown fox jumps over lazy dogs while birds sing".split()
+    other.write_text("".join(json.dumps({"body": " ".join(words[(i + j) % len(words)] for j in range(12))}) + "\n"
+                             for i in range(300)))
+    return [f"data.sources=[{{path: {tiny_corpus}, weight: 3}}, {{path: {other}, weight: 1, field: body, name: fox}}]",
+            "data.path=null"]
+
+
+def test_mixture_logs_each_source_and_resumes_bit_for_bit(tiny_config, tiny_corpus, tmp_path):
+    common = [*mixture_overrides(tiny_corpus, tmp_path), "model.dropout=0.1", "schedule.decay_steps=20",
+              "sample.num_samples=0"]
+    whole = train(tiny_config(*common), tmp_path / "whole", progress=False)
+    lines = [json.loads(line) for line in (whole.run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in lines if "val_loss" in r]
+    assert [r["step"] for r in evals] == [10, 20]
+    for r in evals:  # the overall loss is the mean over both sources' validation targets: between the two
+        assert min(r["val_loss/tiny"], r["val_loss/fox"]) < r["val_loss"] < max(r["val_loss/tiny"], r["val_loss/fox"])
+    last = [r for r in lines if "epochs/tiny" in r][-1]
+    state = json.loads((whole.run_dir / "checkpoints/step-20/state.json").read_text())
+    drawn = state["loader"][0]["drawn"]
+    assert drawn == {"tiny": 120, "fox": 40}  # 20 steps x 8 windows, 3 : 1
+    assert last["epochs/tiny"] > last["epochs/fox"] > 0
+
+    train(tiny_config(*common, "train.max_steps=10"), tmp_path / "half", progress=False)
+    cfg = load_config(tmp_path / "half" / "config.yaml", ["train.max_steps=20"])
+    resumed = train(cfg, tmp_path / "half", resume=True, progress=False)
+    a = load_file(whole.run_dir / "checkpoints/step-20/model.safetensors")
+    b = load_file(resumed.run_dir / "checkpoints/step-20/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.val_loss == resumed.val_loss
+    again = [json.loads(line) for line in (tmp_path / "half" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_loss/fox"] for r in again if "val_loss" in r] == [r["val_loss/fox"] for r in evals]

@@ -1,6 +1,7 @@
 """Batches sliced straight from memory-mapped token shards: no per-token Python.
 
-Training draws random windows (nanoGPT's `get_batch`); evaluation walks non-overlapping windows in order.
+Training draws random windows (nanoGPT's `get_batch`), from one split or from a weighted mixture of sources;
+evaluation walks non-overlapping windows in order.
 Under DDP every rank draws the indices of the whole global micro-batch from the same generator and keeps
 its own slice, so N ranks see exactly the windows one process with an N-times larger batch would see.
 """
@@ -55,6 +56,92 @@ class RandomWindows:
         raw = np.frombuffer(base64.b64decode(state["generator"]), dtype=np.uint8).copy()
         self.generator.set_state(torch.from_numpy(raw))
         self.batches_drawn = state["batches_drawn"]
+
+
+class MixtureWindows:
+    """Random windows from a weighted mixture of sources (data.sources): each window goes to the source that is
+    furthest behind its share (weight / total weight) of the windows drawn so far, as Megatron's blended datasets
+    assign samples, so after n windows every source has had its share to within one window; the global batch's
+    windows are then shuffled, and each is drawn uniformly within its source as `RandomWindows` draws it. The
+    counts of windows drawn per source and one generator are the whole state, so a resumed run draws exactly
+    what an uninterrupted one would, and every rank draws the whole global batch and keeps its slice, as
+    `RandomWindows` does."""
+
+    new_pass = False
+
+    def __init__(self, sources: dict[str, tuple[list[np.ndarray], float]], block_size: int, micro_batch_size: int,
+                 seed: int, rank: int = 0, world_size: int = 1):
+        self.names = list(sources)
+        self.segments, self.ends = [], []
+        for name, (segments, _) in sources.items():
+            kept = [s for s in segments if len(s) > block_size]
+            if not kept:
+                longest = max((len(s) for s in segments), default=0)
+                raise DataError(f"source {name!r}: its training split has {longest} tokens in its longest segment; "
+                                f"model.block_size={block_size} needs at least {block_size + 1}")
+            self.segments.append(kept)
+            self.ends.append(np.cumsum([len(s) - block_size for s in kept]))
+        total = sum(weight for _, weight in sources.values())
+        self.shares = [weight / total for _, weight in sources.values()]
+        self.train_tokens = [int(sum(len(s) for s in segments)) for segments, _ in sources.values()]
+        self.block_size = block_size
+        self.micro_batch_size = micro_batch_size
+        self.rank, self.world_size = rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.drawn = [0] * len(self.names)  # windows drawn from each source, every rank's
+        self.batches_drawn = 0
+
+    def _assign(self, n: int) -> list[int]:
+        """The sources of the next n windows, each the one furthest behind its share (the first on a tie)."""
+        out = []
+        for _ in range(n):
+            done = sum(self.drawn) + 1
+            lag = [share * done - drawn for share, drawn in zip(self.shares, self.drawn)]
+            k = lag.index(max(lag))
+            self.drawn[k] += 1
+            out.append(k)
+        return out
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.micro_batch_size
+        which = np.array(self._assign(b * self.world_size))
+        # shuffled within the global batch, so that no rank or row (batch warm-up trains on the first rows) keeps
+        # to one source where the shares repeat in a fixed pattern
+        which = which[torch.randperm(len(which), generator=self.generator).numpy()]
+        starts = np.empty(len(which), dtype=np.int64)
+        segment = np.empty(len(which), dtype=np.int64)
+        for k, ends in enumerate(self.ends):  # in source order, from the one generator: the draws are fixed
+            rows = np.flatnonzero(which == k)
+            if len(rows):
+                drawn = torch.randint(int(ends[-1]), (len(rows),), generator=self.generator).numpy()
+                segment[rows] = np.searchsorted(ends, drawn, side="right")
+                starts[rows] = drawn - np.concatenate([[0], ends[:-1]])[segment[rows]]
+        mine = slice(self.rank * b, (self.rank + 1) * b)
+        rows = [self.segments[k][w][s:s + self.block_size + 1]
+                for k, w, s in zip(which[mine], segment[mine], starts[mine])]
+        batch = torch.from_numpy(np.stack(rows).astype(np.int64))
+        self.batches_drawn += 1
+        return batch[:, :-1], batch[:, 1:]
+
+    def epochs(self) -> dict[str, float]:
+        """Passes over each source's training tokens that the windows drawn so far amount to (block_size
+        targets a window)."""
+        return {name: drawn * self.block_size / tokens
+                for name, drawn, tokens in zip(self.names, self.drawn, self.train_tokens)}
+
+    def state_dict(self) -> dict:
+        state = self.generator.get_state().numpy().tobytes()
+        return {"generator": base64.b64encode(state).decode(), "batches_drawn": self.batches_drawn,
+                "drawn": dict(zip(self.names, self.drawn))}
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state.get("drawn", {})) != self.names:
+            raise DataError(f"the checkpoint's mixture has sources {', '.join(state.get('drawn', {})) or 'none'}; "
+                            f"this recipe's data.sources are {', '.join(self.names)}")
+        raw = np.frombuffer(base64.b64decode(state["generator"]), dtype=np.uint8).copy()
+        self.generator.set_state(torch.from_numpy(raw))
+        self.batches_drawn = state["batches_drawn"]
+        self.drawn = [state["drawn"][name] for name in self.names]
 
 
 def eval_batches(segments: list[np.ndarray], block_size: int, batch_size: int,

@@ -3,9 +3,10 @@ writes and reads them; what goes in is the prepare recipe's business (prepare.py
 
 A prepared directory holds `tokenizer.json`, `tokens-00000.bin`, ... (raw little-endian uint16 when the
 vocabulary fits, else uint32; `data.shard_tokens` tokens per file) and `meta.json`, which lists the
-shards, the train/val splits as [file, start, end] token ranges, what reading the corpus found and the
-settings that produced it. `is_current` tells whether a directory still matches a config and the files it
-was made from; `load_current` opens one only then, for evaluation, which never prepares.
+shards, the train/val splits as [file, start, end] token ranges (for a mixture of data.sources, the union
+of the sources' splits, and under "mixture" each source's weight and own splits), what reading the corpus
+found and the settings that produced it. `is_current` tells whether a directory still matches a config and
+the files it was made from; `load_current` opens one only then, for evaluation, which never prepares.
 """
 
 from __future__ import annotations
@@ -149,11 +150,26 @@ class PreparedData:
     _maps: dict[str, np.memmap] = field(default_factory=dict, repr=False)
 
     def split(self, name: str) -> list[np.ndarray]:
-        """The "train" or "val" tokens as read-only memory-mapped arrays, one per shard range."""
+        """The "train" or "val" tokens as read-only memory-mapped arrays, one per shard range (of a mixture:
+        every source's, in order)."""
         if name not in self.meta["splits"]:
             raise DataError(f"{self.path}: no split {name!r} (splits: {', '.join(self.meta['splits'])})")
+        return self._arrays(self.meta["splits"][name])
+
+    @property
+    def mixture(self) -> dict[str, float]:
+        """A mixture's sources (data.sources) and their weights, in order; empty for one corpus."""
+        return {name: source["weight"] for name, source in self.meta.get("mixture", {}).items()}
+
+    def source_split(self, source: str, name: str) -> list[np.ndarray]:
+        """One mixture source's "train" or "val" tokens, as `split` gives a whole split."""
+        if source not in self.mixture:
+            raise DataError(f"{self.path}: no source {source!r} (sources: {', '.join(self.mixture) or 'none'})")
+        return self._arrays(self.meta["mixture"][source]["splits"][name])
+
+    def _arrays(self, spans: list[list]) -> list[np.ndarray]:
         out = []
-        for file, start, end in self.meta["splits"][name]:
+        for file, start, end in spans:
             if file not in self._maps:
                 tokens = next(s["tokens"] for s in self.meta["shards"] if s["file"] == file)
                 self._maps[file] = np.memmap(self.path / file, dtype=np.dtype(self.meta["dtype"]).newbyteorder("<"),

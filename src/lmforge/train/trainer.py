@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lmforge.config import Config, flatten
-from lmforge.data.loader import RandomWindows, StreamWindows
+from lmforge.data.loader import MixtureWindows, RandomWindows, StreamWindows
 from lmforge.data.masking import IGNORE, MaskedLM, MaskedWindows
 from lmforge.data.shards import PreparedData, load_prepared
 from lmforge.errors import CheckpointError, ConfigError, DataError
@@ -140,10 +140,11 @@ class Parts:
     data: PreparedData
     raw_model: LanguageModel
     optimizer: torch.optim.Optimizer
-    loader: RandomWindows | StreamWindows | MaskedWindows
+    loader: RandomWindows | MixtureWindows | StreamWindows | MaskedWindows
     masker: Callable[[int], MaskedLM] | None  # a masked LM's masks for a given seed
     strategy: str = "single"  # train/parallel.py
     checkpoint_format: str = "full"  # full or sharded (train/sharded.py)
+    mixture: MixtureWindows | None = None  # the loader's windows of a mixture of data.sources (their epochs)
 
     def checkpointed(self, sharded: bool) -> tuple:
         """The model and optimizer as checkpoint.py reads and writes them: for a full checkpoint under fsdp,
@@ -202,8 +203,13 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
     if strategy == "fsdp":  # before the optimizer, which must hold the sharded parameters
         shard(raw_model, raw_model.blocks(), tc.fsdp_reshard_after_forward, cfg.model.arch, _bf16(cfg, d.device))
     optimizer = build_optimizer(raw_model, cfg.optimizer, d.device, bf16_compute=_bf16(cfg, d.device))
+    mixture = None
     if raw_model.recurrent:  # truncated BPTT: consecutive windows, state carried from one to the next
         loader = StreamWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size, d.rank, d.world_size)
+    elif data.mixture:  # data.sources: windows drawn from each source in proportion to its weight
+        loader = mixture = MixtureWindows({name: (data.source_split(name, "train"), weight)
+                                           for name, weight in data.mixture.items()}, cfg.model.block_size,
+                                          tc.micro_batch_size, seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
     else:
         loader = RandomWindows(data.split("train"), cfg.model.block_size, tc.micro_batch_size,
                                seed=tc.seed + 1, rank=d.rank, world_size=d.world_size)
@@ -218,7 +224,7 @@ def build_parts(cfg: Config, data: PreparedData, d: Dist) -> Parts:
         masker = masks
         loader = MaskedWindows(loader, masker(tc.seed + 2 + d.rank))
     torch.manual_seed(tc.seed + d.rank)  # dropout masks differ between ranks
-    return Parts(cfg, data, raw_model, optimizer, loader, masker, strategy, checkpoint_format)
+    return Parts(cfg, data, raw_model, optimizer, loader, masker, strategy, checkpoint_format, mixture)
 
 
 def start_or_resume(run: RunDir, parts: Parts, d: Dist, resume: bool, overwrite: bool) -> Progress:
@@ -274,20 +280,27 @@ def restore_positions(ckpt: Path, state: dict, parts: Parts, d: Dist):
     return None
 
 
-def evaluate(parts: Parts, model: nn.Module, d: Dist, autocast) -> float:
-    """Mean validation loss per target token, over every rank's share of the split."""
+def evaluate(parts: Parts, model: nn.Module, d: Dist, autocast) -> tuple[float, dict[str, float]]:
+    """Mean validation loss per target token, over every rank's share of the split; for a mixture of
+    data.sources also each source's own (train.eval_max_windows caps each source), the first figure then the
+    mean over every source's targets."""
     cfg, tc = parts.cfg, parts.cfg.train
     # a masked LM is scored on the same masks at every evaluation, so its losses compare
     # under fsdp each forward pass is a collective, so every rank scores every window, in step
     rank, world = (0, 1) if parts.strategy == "fsdp" else (d.rank, d.world_size)
     masker = parts.masker(tc.seed + 3 + rank) if parts.masker else None
-    loss_sum, count = sum_loss(model, parts.data.split("val"), cfg.model.block_size, tc.eval_batch_size, d.device,
-                               autocast, tc.eval_max_windows, rank, world,
-                               recurrent=parts.raw_model.recurrent, masker=masker)
-    totals = torch.tensor([loss_sum, count], dtype=torch.float64, device=d.device)
+    names = list(parts.data.mixture)
+    splits = [parts.data.source_split(name, "val") for name in names] or [parts.data.split("val")]
+    sums: list[float] = []
+    for segments in splits:
+        sums += sum_loss(model, segments, cfg.model.block_size, tc.eval_batch_size, d.device, autocast,
+                         tc.eval_max_windows, rank, world, recurrent=parts.raw_model.recurrent, masker=masker)
+    totals = torch.tensor(sums, dtype=torch.float64, device=d.device)
     if world > 1:
         totals = all_reduce_sum(totals, d)
-    return (totals[0] / totals[1]).item()
+    totals = totals.view(-1, 2)
+    per_source = {name: (totals[i, 0] / totals[i, 1]).item() for i, name in enumerate(names)}
+    return (totals[:, 0].sum() / totals[:, 1].sum()).item(), per_source
 
 
 def checkpoint(run: RunDir, parts: Parts, progress: Progress, d: Dist, val_loss: float | None,
@@ -327,7 +340,7 @@ def _skipped(run: RunDir, parts: Parts, at: Progress, d: Dist, log: RunLogger, g
         return
     # Skipped steps change nothing, so the weights are those of step at.step. They are good if the fault was in
     # the batches (or injected); if an update broke them, the validation loss says so, and they are not saved.
-    val_loss = evaluate(parts, model, d, autocast)
+    val_loss, _ = evaluate(parts, model, d, autocast)
     existing = run.path / "checkpoints" / f"step-{at.step}"
     checkpoints = list_checkpoints(run.path)
     if not math.isfinite(val_loss):
@@ -420,6 +433,8 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
             if peak is not None:  # model FLOPs (train/peak.py, models/base.py) against every device's peak
                 record["flops_per_s"] = flops_per_token * tokens_per_s
                 record["mfu"] = record["flops_per_s"] / (peak * d.world_size)
+            if parts.mixture is not None:  # passes over each source's training tokens so far
+                record.update({f"epochs/{name}": e for name, e in parts.mixture.epochs().items()})
             record.update(memory_mib=peak_memory_mib(d.device), elapsed_s=elapsed())
             log.log(step, **record)
             log.advance(loss_value, tokens_per_s)
@@ -430,13 +445,15 @@ def _train(cfg: Config, run: RunDir, d: Dist, resume: bool, overwrite: bool, sho
         out_of_time = tc.time_budget_s is not None and elapsed() >= tc.time_budget_s
         final = step == tc.max_steps or out_of_time
         if step % tc.eval_interval == 0 or final:
-            val_loss = evaluate(parts, model, d, autocast)
+            val_loss, per_source = evaluate(parts, model, d, autocast)
             if at.best is None or val_loss < at.best - tc.early_stopping_min_delta:
                 at.best, at.evals_since_best = val_loss, 0
             else:
                 at.evals_since_best += 1
-            log.log(step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 700.0)), elapsed_s=elapsed())
-            log.write(f"step {step}: val loss {val_loss:.4f}")
+            log.log(step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 700.0)),
+                    **{f"val_loss/{name}": loss for name, loss in per_source.items()}, elapsed_s=elapsed())
+            log.write(f"step {step}: val loss {val_loss:.4f}"
+                      + "".join(f", {name} {loss:.4f}" for name, loss in per_source.items()))
             stopped_early = (tc.early_stopping_patience is not None
                              and at.evals_since_best >= tc.early_stopping_patience)
             if stopped_early:
