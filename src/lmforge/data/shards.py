@@ -23,7 +23,7 @@ import numpy as np
 from lmforge.config import Config, DataConfig
 from lmforge.corpora import iter_pieces, stat_sources
 from lmforge.errors import DataError
-from lmforge.io import sha256_file
+from lmforge.data.hash_cache import HashCache
 from lmforge.tokenizer import Tokenizer
 
 META_VERSION = 1
@@ -179,7 +179,8 @@ class PreparedData:
 
 
 def load_prepared(directory: str | Path) -> PreparedData:
-    """Open a prepared directory, checking that meta.json, the tokenizer and every shard agree."""
+    """Open a prepared directory, checking that meta.json, the tokenizer and every shard agree (a shard's SHA-256
+    only when its file changed since it last matched: hash_cache.py)."""
     directory = Path(directory)
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
@@ -199,6 +200,7 @@ def load_prepared(directory: str | Path) -> PreparedData:
     if tokenizer.sha256 != meta["tokenizer_sha256"]:
         raise DataError(f"{directory / 'tokenizer.json'}: not the tokenizer meta.json was written with")
     itemsize = np.dtype(meta["dtype"]).itemsize
+    hashes = HashCache(directory)
     for s in meta["shards"]:
         path = directory / s["file"]
         size = path.stat().st_size if path.is_file() else None
@@ -207,9 +209,10 @@ def load_prepared(directory: str | Path) -> PreparedData:
             raise DataError(f"{path}: {found}, expected {s['tokens'] * itemsize:,} ({s['tokens']:,} tokens); "
                             f"truncated? prepare again")
         # a flipped bit or a shard of another preparation of the same size would train on the wrong tokens
-        if s.get("sha256") is not None and sha256_file(path) != s["sha256"]:
+        if s.get("sha256") is not None and not hashes.matches(path, s["sha256"]):
             raise DataError(f"{path}: its SHA-256 is not the one meta.json recorded: the shard is corrupt or from "
                             f"another preparation; prepare again (delete {directory})")
+    hashes.save()
     return PreparedData(directory, meta, tokenizer)
 
 
