@@ -18,6 +18,10 @@ For each size and tokenizer kind (byte-level BPE of 32,768 tokens, char), each i
 MB/s are of the documents' UTF-8 text for all of them; peak memory is each child's maximum resident set
 (ru_maxrss, from wait4).
 
+A second table times opening the prepared data (`load_prepared`, what train, eval and resume do first) in a
+fresh process, twice: the first open checks every shard's SHA-256, the second finds the checks remembered
+(data/hash_cache.py, its cache under the work folder).
+
     .venv/bin/python benchmarks/prepare_throughput.py [--sizes-mb 100 1000] [--kinds bpe char] [--work DIR]
 
 Prints a markdown table. Run it alone: on 2 cores anything else running skews the figures.
@@ -142,6 +146,15 @@ def prepare(work: Path, name: str, settings: list[str]) -> tuple[float, int, Pat
     return wall, rss, out
 
 
+def open_seconds(prepared: Path, cache: Path) -> float:
+    """Seconds of load_prepared on `prepared` in a fresh process."""
+    code = ("import sys, time\nfrom lmforge.data.shards import load_prepared\nt = time.perf_counter()\n"
+            "load_prepared(sys.argv[1])\nprint(time.perf_counter() - t)")
+    done = subprocess.run([sys.executable, "-c", code, str(prepared)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "LMFORGE_CACHE_DIR": str(cache)})
+    return float(done.stdout)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 1000])
@@ -151,7 +164,7 @@ def main() -> None:
     args = ap.parse_args()
     corpus = args.work / "corpus"
     build(corpus, max(args.sizes_mb) * 1_000_000 // PART_BYTES)
-    rows = []
+    rows, opens = [], []
     for size in args.sizes_mb:
         files = sorted(corpus.glob("part-*.jsonl"))[:size * 1_000_000 // PART_BYTES]
         path = files[0] if len(files) == 1 else corpus / f"first-{len(files)}"
@@ -182,12 +195,19 @@ def main() -> None:
             for label, seconds, rss, out in runs:
                 same = "identical" if shards_sha256(out) == ref["sha256"] else "DIFFERENT"
                 rows.append((size, kind, label, seconds, rss, mb / seconds, ref["seconds"] / seconds, same))
+            cache = args.work / "hash-cache"
+            shutil.rmtree(cache, ignore_errors=True)
+            opens.append((size, kind, open_seconds(encoded, cache), open_seconds(encoded, cache)))
             for _, _, _, out in runs:
                 shutil.rmtree(out)
     print("| corpus | tokenizer | what | seconds | MB/s | vs encode_batch | peak RSS | token ids |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for size, kind, label, seconds, rss, mbs, ratio, same in rows:
         print(f"| {size} MB | {kind} | {label} | {seconds:.1f} | {mbs:.1f} | {ratio:.2f}x | {rss / 1e6:,.0f} MB | {same} |")
+    print("\n| corpus | tokenizer | open, shards hashed (s) | open again, checks remembered (s) |")
+    print("|---|---|---:|---:|")
+    for size, kind, first, again in opens:
+        print(f"| {size} MB | {kind} | {first:.2f} | {again:.3f} |")
 
 
 if __name__ == "__main__":
