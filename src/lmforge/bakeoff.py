@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmforge.config import Config, save_config
+from lmforge.config import Config, save_config, validate_config
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.io import atomic_path, atomic_write_json, atomic_write_text
 from lmforge.report import write_report
@@ -59,7 +59,21 @@ def family_config(cfg: Config, family: str) -> Config:
     tree = cfg.model_dump(mode="json")
     tree["name"] = f"{cfg.name}-{family}"
     tree["model"] = {**family_section(family, cfg.model), "vocab_size": None}
-    return Config.model_validate(tree)
+    return validate_config(tree, f"--models {family}")
+
+
+def default_families(cfg: Config) -> list[str]:
+    """The families that can train on this recipe: all of them, but for a mixture of data.sources only those
+    that draw random windows (a recurrent model reads its split in order). When none can, all of them, so that
+    the first one's error says why."""
+    fits = []
+    for family in FAMILIES:
+        try:
+            family_config(cfg, family)
+        except ConfigError:
+            continue
+        fits.append(family)
+    return fits or list(FAMILIES)
 
 
 def _dies_with(parent: int):
@@ -171,6 +185,8 @@ def run_row(family: str, run_dir: Path, wall: float, has_test: bool) -> dict:
            "val_loss": val["loss"], "val_perplexity": val["perplexity"],
            "val_bits_per_byte": val.get("bits_per_byte"), "wall_s": wall,
            "curve": [(r["elapsed_s"], r["val_loss"]) for r in records if "val_loss" in r]}
+    if val.get("sources"):  # a mixture of data.sources: each source's own validation perplexity
+        row["source_val_perplexity"] = {name: m["perplexity"] for name, m in val["sources"].items()}
     if has_test:
         test = evaluate_run(run, split="test")
         row.update(test_perplexity=test["perplexity"], test_bits_per_byte=test.get("bits_per_byte"))
@@ -179,14 +195,18 @@ def run_row(family: str, run_dir: Path, wall: float, has_test: bool) -> dict:
 
 def _write_reports(rows: list[dict], cfg: Config, budget: Budget, out_dir: Path) -> None:
     what = f"{budget.seconds:.0f} s" if budget.seconds is not None else f"{budget.tokens:,} tokens"
-    header = ["model", "parameters", "steps", "tokens/s", "peak MiB", "val ppl", "val bits/byte", "test ppl", "wall s"]
+    sources = list(next((r["source_val_perplexity"] for r in rows if "source_val_perplexity" in r), {}))
+    header = ["model", "parameters", "steps", "tokens/s", "peak MiB", "val ppl", *(f"{n} val ppl" for n in sources),
+              "val bits/byte", "test ppl", "wall s"]
     lines = [f"# Bake-off: {cfg.name}, {what} per model", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     for r in rows:
         test = f"{r['test_perplexity']:.2f}" if "test_perplexity" in r else "–"
         bpb = f"{r['val_bits_per_byte']:.4f}" if r.get("val_bits_per_byte") else "–"
+        per_source = "".join(f"{r.get('source_val_perplexity', {}).get(n, float('nan')):.2f} | " for n in sources)
         lines.append(f"| {r['model']} | {r['parameters']:,} | {r['steps']:,} | {r['tokens_per_s']:,.0f} | "
-                     f"{r['peak_memory_mib']:.0f} | {r['val_perplexity']:.2f} | {bpb} | {test} | {r['wall_s']:.0f} |")
+                     f"{r['peak_memory_mib']:.0f} | {r['val_perplexity']:.2f} | {per_source}{bpb} | {test} | "
+                     f"{r['wall_s']:.0f} |")
     atomic_write_text(out_dir / "bakeoff.md", "\n".join(lines) + "\n")
     atomic_write_json(out_dir / "bakeoff.json", {"recipe": cfg.name, "budget": what, "models": rows})
 

@@ -173,18 +173,18 @@ def train(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = Ov
 @app.command()
 @one_line_errors
 def bakeoff(recipe: Optional[str] = RecipeArg, overrides: Optional[List[str]] = OverridesArg,
-            models: str = typer.Option("ffnn,rnn,lstm,gru,gpt", "--models", help="comma-separated families"),
+            models: Optional[str] = typer.Option(None, "--models", help="comma-separated families (default: every one that can train on the recipe: ffnn,rnn,lstm,gru,gpt, or for data.sources ffnn,gpt)", show_default=False),
             budget: str = typer.Option("10m", "--budget", help="per model: time (90s, 10m, 1h) or tokens (2Mtok)"),
             out: Optional[Path] = typer.Option(None, "--out", help="output directory (default runs/<name>-bakeoff)"),
             resume: bool = typer.Option(False, "--resume", help="keep models that finished in an earlier bake-off into --out with the same recipe and budget"),
             no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars")) -> None:
     """Train several architectures on the same data under the same budget and compare them."""
-    from lmforge.bakeoff import Budget, bakeoff as run_bakeoff
+    from lmforge.bakeoff import Budget, bakeoff as run_bakeoff, default_families
 
     cfg = _config(recipe, overrides)
     out_dir = out or Path("runs") / f"{cfg.name}-bakeoff"
-    run_bakeoff(cfg, [m.strip() for m in models.split(",") if m.strip()], Budget.parse(budget), out_dir,
-                progress=not no_progress, resume=resume)
+    families = [m.strip() for m in models.split(",") if m.strip()] if models is not None else default_families(cfg)
+    run_bakeoff(cfg, families, Budget.parse(budget), out_dir, progress=not no_progress, resume=resume)
     typer.echo((out_dir / "bakeoff.md").read_text())
 
 

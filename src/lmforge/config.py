@@ -659,6 +659,11 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     if overrides:
         tree = _merge(tree, parse_overrides(overrides))
         source += " + overrides"
+    return validate_config(tree, source)
+
+
+def validate_config(tree: dict, source: str) -> Config:
+    """A whole config from a tree of plain values; a bad value is one line `source: section.field: what`."""
     try:
         return Config.model_validate(tree)
     except ValidationError as e:

@@ -190,9 +190,9 @@ def test_file_evaluation_counts_the_files_words_and_characters(context_run):
 def test_validation_split_counts_the_decoded_predicted_text(context_run):
     run = load_run(context_run)
     result = evaluate_run(run)
-    (segment,), source = eval_tokens(run)
+    (segment,), source, sources = eval_tokens(run)
     text = run.tokenizer.decode(segment[1:])
-    assert source == "validation split" and result["data"] == "validation split"
+    assert source == "validation split" and result["data"] == "validation split" and sources == {}
     assert (result["chars"], result["words"]) == (len(text), len(text.split()))
 
 
@@ -243,3 +243,46 @@ def test_a_run_whose_prepared_data_is_gone_is_told_to_prepare_it(tiny_config, tm
     with pytest.raises(DataError, match=message):
         evaluate_run(load_run(tmp_path / "run"))
     assert not prepared.exists()  # evaluation never prepares
+
+
+def test_a_mixture_is_scored_per_source_and_the_split_is_their_sum(tiny_config, tiny_corpus, tmp_path):
+    """lmforge eval of a run on data.sources: each source's own validation figures, equal to training's
+    val_loss/<source>, and the whole split's loss is their token-weighted mean, as scoring the union at once."""
+    import json
+
+    from cli_checks import invoke
+
+    other = tmp_path / "other.jsonl"
+    words = "a quick brown fox jumps over lazy dogs while birds sing".split()
+    other.write_text("".join(json.dumps({"body": " ".join(words[(i + j) % len(words)] for j in range(12))}) + "\n"
+                             for i in range(300)))
+    cfg = tiny_config(f"data.sources=[{{path: {tiny_corpus}, weight: 3}}, {{path: {other}, weight: 1, field: body, "
+                      f"name: fox}}]", "data.path=null", "sample.num_samples=0")
+    done = train(cfg, tmp_path / "run", progress=False)
+    logged = [json.loads(line) for line in (done.run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in logged if "val_loss" in r][-1]
+
+    code, out, err = invoke("eval", done.run_dir, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    sources = result["sources"]
+    assert list(sources) == ["tiny", "fox"]
+    for name, m in sources.items():
+        assert m["loss"] == pytest.approx(last[f"val_loss/{name}"], abs=1e-5)
+        assert m["bits_per_byte"] > 0 and m["tokens"] > 0
+    assert result["tokens"] == sources["tiny"]["tokens"] + sources["fox"]["tokens"]
+    mean = sum(m["loss"] * m["tokens"] for m in sources.values()) / result["tokens"]
+    assert result["loss"] == pytest.approx(mean, rel=1e-9) == pytest.approx(last["val_loss"], abs=1e-5)
+    run = load_run(done.run_dir)
+    union, _, _ = eval_tokens(run)
+    loss_sum, tokens = sum_loss(run.model, union, cfg.model.block_size, 32, torch.device("cpu"))
+    assert tokens == result["tokens"] and loss_sum / tokens == pytest.approx(result["loss"], abs=1e-6)
+
+    code, out, err = invoke("eval", done.run_dir)
+    assert code == 0, err
+    assert re.search(r"^  tiny \([\d,]+ tokens\): loss [\d.]+, perplexity [\d.]+, [\d.]+ bits/byte$", out, re.M)
+    assert re.search(r"^  fox \([\d,]+ tokens\): loss", out, re.M)
+    code, _, err = invoke("report", done.run_dir, "--out", tmp_path / "report.html")
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    assert "loss/tiny" in page and "perplexity/fox" in page

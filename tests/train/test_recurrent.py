@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lmforge.bakeoff import Budget, bakeoff, family_config
+from lmforge.bakeoff import FAMILIES, Budget, bakeoff, default_families, family_config
 from lmforge.config import load_config
 from lmforge.data.loader import stream_eval_batches
 from lmforge.data.shards import load_prepared
@@ -127,3 +127,23 @@ def test_bakeoff_bad_input(tiny_config):
     with pytest.raises(ConfigError, match="--budget"):
         Budget.parse("ten minutes")
     assert Budget.parse("10m") == Budget(seconds=600) and Budget.parse("2Mtok") == Budget(tokens=2_000_000)
+
+
+def test_a_bakeoff_on_a_mixture_reports_each_sources_perplexity(tiny_config, tiny_corpus, tmp_path):
+    other = tmp_path / "other.txt"
+    words = "a quick brown fox jumps over lazy dogs while birds sing".split()
+    other.write_text("\n".join(" ".join(words[(i + j) % len(words)] for j in range(12)) for i in range(300)))
+    cfg = tiny_config(f"data.sources=[{{path: {tiny_corpus}, weight: 3}}, {{path: {other}, weight: 1, name: fox}}]",
+                      "data.path=null")
+    with pytest.raises(ConfigError, match="^--models lstm: .*data.sources: a recurrent model"):  # before any training
+        bakeoff(cfg, ["ffnn", "lstm"], Budget.parse("2ktok"), tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()
+    assert default_families(cfg) == ["ffnn", "gpt"] and default_families(tiny_config()) == list(FAMILIES)
+    rows = bakeoff(cfg, ["ffnn", "gpt"], Budget.parse("2ktok"), tmp_path / "out", progress=False)
+    for r in rows:
+        assert list(r["source_val_perplexity"]) == ["tiny", "fox"]
+        # the whole split's perplexity lies between its sources'
+        assert min(r["source_val_perplexity"].values()) < r["val_perplexity"] < max(r["source_val_perplexity"].values())
+    table = (tmp_path / "out/bakeoff.md").read_text()
+    assert "| val ppl | tiny val ppl | fox val ppl |" in table
+    assert "fox val ppl" in (tmp_path / "out/report.html").read_text()

@@ -90,6 +90,18 @@ def score_batches(model: nn.Module, batches: Iterable[ScoredBatch], device: torc
     return LMTotals(loss.item(), count, ent.item() if entropy else None, directions, pairs)
 
 
+def sum_totals(parts: Iterable[LMTotals]) -> LMTotals:
+    """The totals of several texts scored apart, as one (a forward/backward pair's direction sums too)."""
+    parts = list(parts)
+    entropies = [p.entropy_sum for p in parts if p.entropy_sum is not None]
+    directions: dict[str, float] = {}
+    for p in parts:
+        for k, v in (p.direction_sums or {}).items():
+            directions[k] = directions.get(k, 0.0) + v
+    return LMTotals(sum(p.loss_sum for p in parts), sum(p.tokens for p in parts),
+                    sum(entropies) if entropies else None, directions or None, sum(p.direction_tokens for p in parts))
+
+
 def window_batches(segments: list[np.ndarray], block_size: int, batch_size: int, recurrent: bool = False,
                    max_windows: int | None = None, rank: int = 0, world_size: int = 1) -> Iterator[ScoredBatch]:
     """Non-overlapping windows scoring every target once. A recurrent model reads the text as
@@ -289,20 +301,24 @@ def metrics(loss_sum: float, tokens: int, n_bytes: int | None = None, n_chars: i
     return out
 
 
-def eval_tokens(run, data_file: str | None = None, split: str = "val") -> tuple[list[np.ndarray], str]:
-    """The token segments a run is evaluated on, and their name: a text file, or a split of its prepared data,
-    which must be current: evaluation never prepares."""
+def eval_tokens(run, data_file: str | None = None,
+                split: str = "val") -> tuple[list[np.ndarray], str, dict[str, list[np.ndarray]]]:
+    """The token segments a run is evaluated on, their name, and of a mixture of data.sources each source's own
+    segments of the split (empty otherwise): a text file, or a split of its prepared data, which must be
+    current: evaluation never prepares."""
     from lmforge.data.shards import encode_file, load_current
 
     if data_file is not None:
         tokens, _ = encode_file(run.tokenizer, data_file, run.config.data)
         if len(tokens) < 2:
             raise DataError(f"{data_file}: fewer than 2 tokens to evaluate")
-        return [tokens], str(data_file)
+        return [tokens], str(data_file), {}
     data = load_current(run.config, str(run.run_dir / "config.yaml"))
     if data.tokenizer.sha256 != run.tokenizer.sha256:
         raise DataError(f"{run.run_dir}: the prepared data was encoded with another tokenizer than this run's")
-    return data.split(split), "validation split" if split == "val" else f"{split} split"
+    # a mixture's train and val splits are its sources' in order; a separate test corpus belongs to none
+    sources = {name: data.source_split(name, split) for name in data.mixture} if split in ("train", "val") else {}
+    return data.split(split), "validation split" if split == "val" else f"{split} split", sources
 
 
 def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device: str | torch.device = "cpu",
@@ -328,23 +344,31 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
                               "of block_size tokens; " + ("not with --stride" if stride is not None
                                                           else "a masked-LM encoder does not score that way"))
         segments, counts = document_segments(run.tokenizer, data_file, run.config.data)
-        source = f"{data_file}, {len(segments):,} documents"
+        source, by_source = f"{data_file}, {len(segments):,} documents", {}
         windows: Iterable[ScoredBatch] = (
             document_stream_batches(segments, block_size) if recurrent
             else sliding_window_batches(segments, block_size, block_size, batch_size, full_last=True))
     else:
-        segments, source = eval_tokens(run, data_file, split)
+        segments, source, by_source = eval_tokens(run, data_file, split)
         if run.model.objective == "masked":
             return _evaluate_masked(run, segments, source, batch_size, device, stride, started, autocast)
-        if stride is None:
-            windows = window_batches(segments, block_size, batch_size, recurrent)
-        elif recurrent:
+        if stride is not None and recurrent:
             raise ConfigError("--stride: sliding windows are for fixed-context models; a recurrent model carries "
                               "its state through the whole text instead")
-        else:
-            windows = sliding_window_batches(segments, block_size, stride, batch_size)
+
+        def windows_of(segs: list[np.ndarray]) -> Iterator[ScoredBatch]:
+            return (window_batches(segs, block_size, batch_size, recurrent) if stride is None
+                    else sliding_window_batches(segs, block_size, stride, batch_size))
+        windows = windows_of(segments)
         counts = None
-    totals = score_batches(run.model, windows, device, autocast, entropy=entropy)
+    if by_source:
+        # each source scored on its own, as training's val_loss/<source>; the whole split is their sum
+        per_source = {name: score_batches(run.model, windows_of(segs), device, autocast, entropy=entropy)
+                      for name, segs in by_source.items()}
+        totals = sum_totals(per_source.values())
+    else:
+        per_source = {}
+        totals = score_batches(run.model, windows, device, autocast, entropy=entropy)
     # A file is counted as read (its first token, which nothing predicts, included); a split as decoded.
     if counts is None:
         counts = (file_text_counts(data_file, run.config.data) if data_file is not None
@@ -359,6 +383,13 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
     if totals.direction_sums:  # a forward/backward pair reports each direction's perplexity
         for name, total in totals.direction_sums.items():
             result[f"{name}_perplexity"] = _exp(total / totals.direction_tokens)
+    if per_source:
+        result["sources"] = {}
+        for name, part in per_source.items():
+            c = predicted_text_counts(run.tokenizer, by_source[name])
+            result["sources"][name] = metrics(part.loss_sum, part.tokens, c.bytes, c.chars, c.words)
+            if part.entropy_sum is not None:
+                result["sources"][name]["entropy"] = part.entropy_sum / max(part.tokens, 1)
     result.update(seconds=seconds, tokens_per_s=totals.tokens / seconds if seconds > 0 else None)
     return result
 
@@ -398,4 +429,8 @@ def format_lm(result: dict) -> str:
             parts.append(f"{name} LM perplexity {result[f'{name}_perplexity']:.2f}")
     stride = (", each document on its own" if result.get("documents")
               else f", sliding windows every {result['stride']}" if result.get("stride") else "")
-    return (f"{result['data']} ({result['tokens']:,} tokens, {result['checkpoint']}{stride}): " + ", ".join(parts))
+    line = f"{result['data']} ({result['tokens']:,} tokens, {result['checkpoint']}{stride}): " + ", ".join(parts)
+    for name, m in result.get("sources", {}).items():  # a mixture of data.sources: each source's own figures
+        line += (f"\n  {name} ({m['tokens']:,} tokens): loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}"
+                 + (f", {m['bits_per_byte']:.4f} bits/byte" if "bits_per_byte" in m else ""))
+    return line

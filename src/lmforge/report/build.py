@@ -137,6 +137,8 @@ def _eval_table(evals: list[dict]) -> str:
                 keys.append(f"generation {k}")
         if isinstance(e["result"].get("macro"), dict) and "macro F1" not in keys:
             keys.append("macro F1")
+        for name, m in (e["result"].get("sources") or {}).items():  # a mixture's sources, each its own figures
+            keys += [k for k in (f"loss/{name}", f"perplexity/{name}") if k not in keys and k.split("/")[0] in m]
     rows = []
     for e in evals:
         r = e["result"]
@@ -146,6 +148,9 @@ def _eval_table(evals: list[dict]) -> str:
                 values.append((r.get("generation") or {}).get(k.split(" ", 1)[1]))
             elif k == "macro F1":
                 values.append((r.get("macro") or {}).get("f1"))
+            elif "/" in k:
+                metric, name = k.split("/", 1)
+                values.append(((r.get("sources") or {}).get(name) or {}).get(metric))
             else:
                 values.append(r.get(k))
         rows.append([e.get("checkpoint"), e.get("split") or "", e.get("data") or "", *values])
@@ -242,11 +247,13 @@ def bakeoff_report(out_dir: Path) -> str:
         models = saved["models"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{out_dir / 'bakeoff.json'}: unreadable ({e})") from None
+    sources = list(next((m["source_val_perplexity"] for m in models if m.get("source_val_perplexity")), {}))
     rows = [[m.get("model"), m.get("parameters"), m.get("steps"), m.get("tokens_per_s"), m.get("peak_memory_mib"),
-             m.get("val_perplexity"), m.get("val_bits_per_byte"), m.get("test_perplexity"), m.get("wall_s")]
+             m.get("val_perplexity"), *((m.get("source_val_perplexity") or {}).get(n) for n in sources),
+             m.get("val_bits_per_byte"), m.get("test_perplexity"), m.get("wall_s")]
             for m in models]
-    table = P.table(["model", "parameters", "steps", "tokens/s", "peak MiB", "val ppl", "val bits/byte",
-                     "test ppl", "wall s"], rows)
+    table = P.table(["model", "parameters", "steps", "tokens/s", "peak MiB", "val ppl",
+                     *(f"{n} val ppl" for n in sources), "val bits/byte", "test ppl", "wall s"], rows)
     charts = []
     per_family = {}
     for m in models:
