@@ -245,3 +245,31 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def test_a_mixture_on_two_ranks_equals_one_process(tiny_corpus, tiny_overrides, tmp_path):
+    """data.sources under DDP: the ranks share each global batch of the mixture's windows, so they train the
+    weights one process trains, log the same per-source validation losses and draw the same windows."""
+    other = tmp_path / "other.txt"
+    words = "a quick brown fox jumps over lazy dogs while birds sing".split()
+    other.write_text("\n".join(" ".join(words[(i + j) % len(words)] for j in range(12)) for i in range(300)))
+    base = [o for o in tiny_overrides if not o.startswith("data.path=")]
+    common = [*base, f"data.sources=[{{path: {tiny_corpus}, weight: 3}}, {{path: {other}, weight: 1, name: fox}}]",
+              "train.max_steps=4", "train.eval_interval=4", "train.num_threads=1", "sample.num_samples=0",
+              "model.dropout=0.0"]
+    single = train(tiny_config_from(common, "train.micro_batch_size=8"), tmp_path / "single", progress=False)
+    proc = _torchrun(*common, "train.micro_batch_size=4", "train.strategy=ddp", "--run-dir", tmp_path / "ddp")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    a, b = _weights(single.run_dir), _weights(tmp_path / "ddp")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
+    logged = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for run in (single.run_dir, tmp_path / "ddp")]
+    one, two = ([r for r in lines if "val_loss" in r][-1] for lines in logged)
+    for key in ("val_loss", "val_loss/tiny", "val_loss/fox"):
+        assert two[key] == pytest.approx(one[key], abs=1e-5)
+    drawn = [json.loads((run / "checkpoints/step-4/state.json").read_text())["loader"]
+             for run in (single.run_dir, tmp_path / "ddp")]
+    assert drawn[0][0]["drawn"] == {"tiny": 24, "fox": 8}
+    assert len(drawn[1]) == 2 and all(rank["drawn"] == drawn[0][0]["drawn"] for rank in drawn[1])
