@@ -57,7 +57,7 @@ def test_exported_gpt_computes_the_same_in_transformers(trained, tmp_path, extra
         torch.testing.assert_close(hf(tokens).logits, ours.model(tokens)[0], rtol=0, atol=1e-5)
 
     # perplexity over the validation split, the same windows scored by transformers' model
-    segments, _ = eval_tokens(ours)
+    segments, _, _ = eval_tokens(ours)
     loss_sum = count = 0
     with torch.no_grad():
         for x, y in eval_batches(segments, ours.config.model.block_size, 16):
