@@ -13,7 +13,7 @@ from torch import nn
 from lmforge.config import GPTConfig
 from lmforge.errors import ConfigError, DataError
 from lmforge.eval.lm import (TextCounts, document_segments, eval_tokens, evaluate_run, format_lm, metrics,
-                             score_batches, sliding_window_batches, sum_loss)
+                             predicted_text_counts, score_batches, sliding_window_batches, sum_loss)
 from lmforge.models.transformer import GPT
 from lmforge.run import load_run
 from lmforge.train.trainer import train
@@ -277,6 +277,8 @@ def test_a_mixture_is_scored_per_source_and_the_split_is_their_sum(tiny_config, 
     union, _, _ = eval_tokens(run)
     loss_sum, tokens = sum_loss(run.model, union, cfg.model.block_size, 32, torch.device("cpu"))
     assert tokens == result["tokens"] and loss_sum / tokens == pytest.approx(result["loss"], abs=1e-6)
+    whole = predicted_text_counts(run.tokenizer, union)  # the split's text is its sources' text, counted once
+    assert (result["bytes"], result["chars"], result["words"]) == (whole.bytes, whole.chars, whole.words)
 
     code, out, err = invoke("eval", done.run_dir)
     assert code == 0, err

@@ -369,10 +369,13 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
     else:
         per_source = {}
         totals = score_batches(run.model, windows, device, autocast, entropy=entropy)
-    # A file is counted as read (its first token, which nothing predicts, included); a split as decoded.
+    # A file is counted as read (its first token, which nothing predicts, included); a split as decoded, a
+    # mixture's source by source (the split is their segments in order, so its counts are their sums)
+    source_counts = {name: predicted_text_counts(run.tokenizer, segs) for name, segs in by_source.items()}
     if counts is None:
         counts = (file_text_counts(data_file, run.config.data) if data_file is not None
-                  else predicted_text_counts(run.tokenizer, segments))
+                  else TextCounts(*(sum(getattr(c, k) for c in source_counts.values()) for k in ("bytes", "chars", "words")))
+                  if source_counts else predicted_text_counts(run.tokenizer, segments))
     seconds = time.perf_counter() - started
     result = {"run": str(run.run_dir), "checkpoint": run.checkpoint.name, "data": source,
               "block_size": block_size, "stride": stride, "documents": len(segments) if documents else None,
@@ -386,7 +389,7 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
     if per_source:
         result["sources"] = {}
         for name, part in per_source.items():
-            c = predicted_text_counts(run.tokenizer, by_source[name])
+            c = source_counts[name]
             result["sources"][name] = metrics(part.loss_sum, part.tokens, c.bytes, c.chars, c.words)
             if part.entropy_sum is not None:
                 result["sources"][name]["entropy"] = part.entropy_sum / max(part.tokens, 1)
