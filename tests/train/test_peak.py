@@ -19,6 +19,13 @@ def test_the_gemm_probe_measures_flops():
     assert 1e8 < flops < 1e15  # a real CPU: more than 0.1 GFLOP/s, less than any machine reaches
 
 
+def test_the_gemm_probe_keeps_its_best_pass(monkeypatch):
+    # a slow moment during the first sweep must not become the cached peak
+    timings = iter([1e10, 2e10, 3e10, 9e10, 8e10, 7e10])
+    monkeypatch.setattr(peak, "_gemm_flops", lambda dtype, n, repeats: next(timings))
+    assert peak.probe_gemm(torch.float32, sizes=(64, 128), passes=3) == 9e10
+
+
 def test_the_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LMFORGE_CACHE_DIR", str(tmp_path))
     calls = []
