@@ -57,12 +57,16 @@ def products(shapes: Counter) -> Counter:
     return out
 
 
-def time_loop(fn, repeats: int = 20) -> float:
-    fn()
-    started = time.perf_counter()
-    for _ in range(repeats):
+def time_loop(fn, repeats: int = 20, warmup: int = 1) -> float:
+    """The median of `repeats` timed calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
         fn()
-    return (time.perf_counter() - started) / repeats
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -113,7 +117,7 @@ def main() -> None:
         for ab, (a, b) in operands.items():
             per_gemm[ab].append(time_loop(lambda: a @ b))
         attn.append(time_loop(attention, 10))
-        steps.append(time_loop(step, 10))
+        steps.append(time_loop(step, 10, warmup=3))  # the products' loops have just evicted the model from cache
 
     peak = cpu_peak_flops(dtype)
     print(f"recipe: {Path(args.recipe).name} {' '.join(args.overrides)}; {args.dtype} products; batch {rows}x{block}; "
