@@ -64,8 +64,8 @@ def probe_gemm(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (256
     """FLOP/s of the fastest timed n x n matrix product (2 n^3 FLOPs) over the sizes, each after a warm-up.
 
     The sizes are swept `passes` times and the best of everything kept: the figure is cached for good, and on a
-    virtual machine one slow moment (a neighbour's burst, a clock ramping up) once left it at 0.77x what the
-    same GEMM reached a minute later, so that MFU read above 100 %.
+    virtual machine one slow moment (a neighbour's burst, a clock ramping up) once left it at 0.72x what the
+    same GEMM reached later that hour, so that MFU read above 100 %.
     """
     return max(_gemm_flops(dtype, n, repeats) for _ in range(passes) for n in sizes)
 
