@@ -39,6 +39,11 @@ def test_the_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, monkey
     assert len(saved) == 2 and all(f"{torch.get_num_threads()} threads" in k for k in saved)
     (tmp_path / "peak-flops.json").write_text("{not json")  # a broken cache is measured again, not fatal
     assert peak.cpu_peak_flops(torch.float32) == 5e10 and len(calls) == 4
+    # a figure the one-sweep probe of earlier versions cached is not trusted: measured again, once
+    old = {k.removesuffix(" | probe 2"): 9e9 for k in json.loads((tmp_path / "peak-flops.json").read_text())}
+    (tmp_path / "peak-flops.json").write_text(json.dumps(old))
+    assert peak.cpu_peak_flops(torch.float32) == 5e10 and len(calls) == 5
+    assert peak.cpu_peak_flops(torch.float32) == 5e10 and len(calls) == 5
 
 
 def test_peak_flops_prefers_the_configured_figure(monkeypatch):

@@ -88,7 +88,8 @@ def _gemm_flops(dtype: torch.dtype, n: int, repeats: int) -> float:
 def cpu_peak_flops(dtype: torch.dtype = torch.float32, refresh: bool = False) -> float:
     """This CPU's measured GEMM peak at torch's current thread count, from the cache unless `refresh`."""
     name = str(dtype).removeprefix("torch.")
-    key = f"{_cpu_name()} | {torch.get_num_threads()} threads | {name} | torch {torch.__version__}"
+    # "probe 2": figures cached by the one-sweep probe of earlier versions are measured again, once
+    key = f"{_cpu_name()} | {torch.get_num_threads()} threads | {name} | torch {torch.__version__} | probe 2"
     path = cache_path()
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
