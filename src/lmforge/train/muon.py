@@ -30,9 +30,13 @@ def orthogonalize(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.fl
         x = x.mT  # iterate on the smaller Gram matrix
     # the Frobenius norm bounds the spectral norm: all singular values <= 1
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    stack = x.reshape(-1, *x.shape[-2:])  # baddbmm takes one batch dimension
     for _ in range(steps):
-        gram = x @ x.mT
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        gram = stack @ stack.mT
+        # a x + (b gram + c gram gram) x, each product fused with its sum: 0.74-0.78x the time of the
+        # element-wise form on a 2-core CPU (docs/BENCHMARKS.md, issue 21)
+        stack = torch.baddbmm(stack, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), stack, beta=a)
+    x = stack.reshape(x.shape)
     return (x.mT if wide else x).to(g.dtype)
 
 
