@@ -372,10 +372,12 @@ def evaluate_run(run, data_file: str | None = None, batch_size: int = 32, device
     # A file is counted as read (its first token, which nothing predicts, included); a split as decoded, a
     # mixture's source by source (the split is their segments in order, so its counts are their sums)
     source_counts = {name: predicted_text_counts(run.tokenizer, segs) for name, segs in by_source.items()}
-    if counts is None:
-        counts = (file_text_counts(data_file, run.config.data) if data_file is not None
-                  else TextCounts(*(sum(getattr(c, k) for c in source_counts.values()) for k in ("bytes", "chars", "words")))
-                  if source_counts else predicted_text_counts(run.tokenizer, segments))
+    if counts is None and data_file is not None:
+        counts = file_text_counts(data_file, run.config.data)
+    elif counts is None and source_counts:
+        counts = TextCounts(*(sum(getattr(c, k) for c in source_counts.values()) for k in ("bytes", "chars", "words")))
+    elif counts is None:
+        counts = predicted_text_counts(run.tokenizer, segments)
     seconds = time.perf_counter() - started
     result = {"run": str(run.run_dir), "checkpoint": run.checkpoint.name, "data": source,
               "block_size": block_size, "stride": stride, "documents": len(segments) if documents else None,
